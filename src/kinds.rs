@@ -1,0 +1,436 @@
+//! Hash kinds and hash values: the vocabulary every other module speaks.
+//!
+//! Text form is lowercase hex everywhere; parsing accepts upper case too and nothing else.
+//! Every parse error names the offending value and what was expected, because these errors
+//! end up in front of partners debugging their integration.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// One of the hash algorithms the service understands.
+///
+/// The order of the variants is the canonical order of kinds (hash-set files sort entries by
+/// it), so it must never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HashKind {
+    Md5,
+    Sha1,
+    Sha256,
+    Blake3,
+    Pdq,
+    Phash,
+    Dhash,
+    Ahash,
+}
+
+impl HashKind {
+    /// Every kind, in canonical order.
+    pub const ALL: [HashKind; 8] = [
+        HashKind::Md5,
+        HashKind::Sha1,
+        HashKind::Sha256,
+        HashKind::Blake3,
+        HashKind::Pdq,
+        HashKind::Phash,
+        HashKind::Dhash,
+        HashKind::Ahash,
+    ];
+
+    /// The name used in the CLI, JSON and file formats.
+    pub const fn name(self) -> &'static str {
+        match self {
+            HashKind::Md5 => "md5",
+            HashKind::Sha1 => "sha1",
+            HashKind::Sha256 => "sha256",
+            HashKind::Blake3 => "blake3",
+            HashKind::Pdq => "pdq",
+            HashKind::Phash => "phash",
+            HashKind::Dhash => "dhash",
+            HashKind::Ahash => "ahash",
+        }
+    }
+
+    /// Length of a hash of this kind in bytes.
+    pub const fn byte_len(self) -> usize {
+        match self {
+            HashKind::Md5 => 16,
+            HashKind::Sha1 => 20,
+            HashKind::Sha256 | HashKind::Blake3 | HashKind::Pdq => 32,
+            HashKind::Phash | HashKind::Dhash | HashKind::Ahash => 8,
+        }
+    }
+
+    /// Length of a hash of this kind in bits (the largest possible Hamming distance).
+    pub const fn bit_len(self) -> u32 {
+        // byte_len is at most 32, so the cast cannot truncate.
+        (self.byte_len() * 8) as u32
+    }
+
+    /// Perceptual kinds match by Hamming distance; the others only exactly.
+    pub const fn is_perceptual(self) -> bool {
+        matches!(
+            self,
+            HashKind::Pdq | HashKind::Phash | HashKind::Dhash | HashKind::Ahash
+        )
+    }
+
+    /// The distance at or under which two hashes of this kind are considered the same picture,
+    /// unless a hash set says otherwise (0 for exact kinds).
+    pub const fn default_threshold(self) -> u32 {
+        match self {
+            HashKind::Pdq => 31,
+            HashKind::Phash | HashKind::Dhash => 8,
+            HashKind::Ahash => 6,
+            HashKind::Md5 | HashKind::Sha1 | HashKind::Sha256 | HashKind::Blake3 => 0,
+        }
+    }
+
+    /// The largest threshold the index supports with exact recall for this kind.
+    pub const fn max_threshold(self) -> u32 {
+        match self {
+            HashKind::Pdq => 64,
+            HashKind::Phash | HashKind::Dhash | HashKind::Ahash => 16,
+            HashKind::Md5 | HashKind::Sha1 | HashKind::Sha256 | HashKind::Blake3 => 0,
+        }
+    }
+
+    /// A stable one-byte code for binary formats (the position in [`HashKind::ALL`]).
+    pub const fn code(self) -> u8 {
+        match self {
+            HashKind::Md5 => 0,
+            HashKind::Sha1 => 1,
+            HashKind::Sha256 => 2,
+            HashKind::Blake3 => 3,
+            HashKind::Pdq => 4,
+            HashKind::Phash => 5,
+            HashKind::Dhash => 6,
+            HashKind::Ahash => 7,
+        }
+    }
+
+    /// The inverse of [`HashKind::code`].
+    pub fn from_code(code: u8) -> Option<HashKind> {
+        HashKind::ALL.get(usize::from(code)).copied()
+    }
+
+    /// The known kind names joined with commas, for error messages.
+    pub fn known_names() -> String {
+        HashKind::ALL.map(HashKind::name).join(", ")
+    }
+}
+
+impl fmt::Display for HashKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The name given was not a known hash kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown hash kind {got:?}: known kinds are {}",
+    HashKind::known_names()
+)]
+pub struct UnknownKind {
+    pub got: String,
+}
+
+impl FromStr for HashKind {
+    type Err = UnknownKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        HashKind::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownKind { got: s.to_owned() })
+    }
+}
+
+/// Why a hex string is not a valid hash of a given kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseHashError {
+    #[error(
+        "{kind} hash {value:?} has {got} hex digits, expected {expected}",
+        value = truncate_for_message(value)
+    )]
+    WrongLength {
+        kind: HashKind,
+        value: String,
+        expected: usize,
+        got: usize,
+    },
+    #[error(
+        "{kind} hash {value:?} has a bad hex digit {found:?} at position {position} (counting from 1)",
+        value = truncate_for_message(value)
+    )]
+    BadDigit {
+        kind: HashKind,
+        value: String,
+        /// 1-based character position of the first bad digit.
+        position: usize,
+        found: char,
+    },
+}
+
+/// Error messages quote the offending value, but a hostile multi-megabyte "hash" must not be
+/// copied into every log line.
+fn truncate_for_message(value: &str) -> String {
+    const MAX: usize = 80;
+    if value.chars().count() <= MAX {
+        value.to_owned()
+    } else {
+        let head: String = value.chars().take(MAX).collect();
+        format!("{head}...")
+    }
+}
+
+/// A hash of a known kind. Stored inline (no allocation): the longest kind is 32 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HashValue {
+    kind: HashKind,
+    bytes: [u8; 32],
+}
+
+impl HashValue {
+    /// Builds a value from raw bytes; `None` when the length is wrong for the kind.
+    pub fn from_bytes(kind: HashKind, raw: &[u8]) -> Option<HashValue> {
+        if raw.len() != kind.byte_len() {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        bytes[..raw.len()].copy_from_slice(raw);
+        Some(HashValue { kind, bytes })
+    }
+
+    /// Parses hex (either case) of exactly the kind's length.
+    pub fn parse(kind: HashKind, hex: &str) -> Result<HashValue, ParseHashError> {
+        let expected = kind.byte_len() * 2;
+        if let Some((index, found)) = hex
+            .chars()
+            .enumerate()
+            .find(|(_, c)| !c.is_ascii_hexdigit())
+        {
+            return Err(ParseHashError::BadDigit {
+                kind,
+                value: hex.to_owned(),
+                position: index + 1,
+                found,
+            });
+        }
+        // Only ASCII hex digits remain, so bytes == chars.
+        if hex.len() != expected {
+            return Err(ParseHashError::WrongLength {
+                kind,
+                value: hex.to_owned(),
+                expected,
+                got: hex.len(),
+            });
+        }
+        let mut bytes = [0u8; 32];
+        for (out, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+            *out = (hex_value(pair[0]) << 4) | hex_value(pair[1]);
+        }
+        Ok(HashValue { kind, bytes })
+    }
+
+    pub fn kind(&self) -> HashKind {
+        self.kind
+    }
+
+    /// The hash bytes (exactly `kind().byte_len()` of them).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.kind.byte_len()]
+    }
+
+    /// The 64-bit value of an aHash/dHash/pHash, first bit most significant.
+    pub fn as_u64(&self) -> Option<u64> {
+        let raw: [u8; 8] = self.as_bytes().try_into().ok()?;
+        Some(u64::from_be_bytes(raw))
+    }
+
+    /// Hamming distance between two perceptual hashes of the same kind; `None` for exact kinds
+    /// or mismatched kinds.
+    pub fn hamming(&self, other: &HashValue) -> Option<u32> {
+        if self.kind != other.kind || !self.kind.is_perceptual() {
+            return None;
+        }
+        Some(hamming_bytes(self.as_bytes(), other.as_bytes()))
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex_lower(self.as_bytes())
+    }
+}
+
+impl fmt::Display for HashValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.as_bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for HashValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind, self)
+    }
+}
+
+/// Number of differing bits between two equal-length byte strings.
+pub fn hamming_bytes(a: &[u8], b: &[u8]) -> u32 {
+    debug_assert_eq!(a.len(), b.len());
+    // Work in u64 words where possible: this is used on the PDQ verification path.
+    let mut chunks_a = a.chunks_exact(8);
+    let mut chunks_b = b.chunks_exact(8);
+    let mut total = 0;
+    for (x, y) in chunks_a.by_ref().zip(chunks_b.by_ref()) {
+        let x = u64::from_ne_bytes(x.try_into().unwrap_or([0; 8]));
+        let y = u64::from_ne_bytes(y.try_into().unwrap_or([0; 8]));
+        total += (x ^ y).count_ones();
+    }
+    for (x, y) in chunks_a.remainder().iter().zip(chunks_b.remainder()) {
+        total += (x ^ y).count_ones();
+    }
+    total
+}
+
+/// Lowercase hex of arbitrary bytes.
+pub fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+fn hex_value(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        b'A'..=b'F' => digit - b'A' + 10,
+        // Callers validate digits first; a zero here could only hide a bug, never corrupt
+        // memory.
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_round_trip_and_codes_are_positions() {
+        for (i, kind) in HashKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.name().parse::<HashKind>().unwrap(), kind);
+            assert_eq!(
+                kind.name().to_uppercase().parse::<HashKind>().unwrap(),
+                kind
+            );
+            assert_eq!(usize::from(kind.code()), i);
+            assert_eq!(HashKind::from_code(kind.code()), Some(kind));
+        }
+        assert_eq!(HashKind::from_code(8), None);
+    }
+
+    #[test]
+    fn unknown_kind_lists_the_known_ones() {
+        let err = "sha512".parse::<HashKind>().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("\"sha512\""), "{msg}");
+        for kind in HashKind::ALL {
+            assert!(msg.contains(kind.name()), "{msg} lacks {kind}");
+        }
+    }
+
+    #[test]
+    fn parse_accepts_any_case_and_displays_lowercase() {
+        let v = HashValue::parse(HashKind::Md5, "D41D8CD98F00B204E9800998ECF8427E").unwrap();
+        assert_eq!(v.to_string(), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(v.to_hex(), v.to_string());
+        assert_eq!(v.as_bytes().len(), 16);
+        assert_eq!(format!("{v:?}"), "md5:d41d8cd98f00b204e9800998ecf8427e");
+    }
+
+    #[test]
+    fn wrong_length_names_expected_and_got() {
+        let err = HashValue::parse(HashKind::Sha1, "abcd").unwrap_err();
+        assert_eq!(
+            err,
+            ParseHashError::WrongLength {
+                kind: HashKind::Sha1,
+                value: "abcd".into(),
+                expected: 40,
+                got: 4
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "sha1 hash \"abcd\" has 4 hex digits, expected 40"
+        );
+    }
+
+    #[test]
+    fn bad_digit_names_its_position() {
+        let err = HashValue::parse(HashKind::Ahash, "00112g3344556677").unwrap_err();
+        assert_eq!(
+            err,
+            ParseHashError::BadDigit {
+                kind: HashKind::Ahash,
+                value: "00112g3344556677".into(),
+                position: 6,
+                found: 'g'
+            }
+        );
+        assert!(err.to_string().contains("position 6"));
+        // Non-ASCII input is reported by character, not by byte.
+        let err = HashValue::parse(HashKind::Ahash, "é").unwrap_err();
+        assert!(matches!(
+            err,
+            ParseHashError::BadDigit {
+                position: 1,
+                found: 'é',
+                ..
+            }
+        ));
+        // Whitespace is not silently trimmed.
+        assert!(HashValue::parse(HashKind::Ahash, " 0011223344556677").is_err());
+    }
+
+    #[test]
+    fn long_garbage_is_truncated_in_messages() {
+        let junk = "z".repeat(10_000);
+        let msg = HashValue::parse(HashKind::Pdq, &junk)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.len() < 300, "{}", msg.len());
+    }
+
+    #[test]
+    fn hamming_counts_differing_bits() {
+        let a = HashValue::parse(HashKind::Pdq, &"0".repeat(64)).unwrap();
+        let b = HashValue::parse(HashKind::Pdq, &"f".repeat(64)).unwrap();
+        let c = HashValue::parse(HashKind::Pdq, &format!("{}1", "0".repeat(63))).unwrap();
+        assert_eq!(a.hamming(&b), Some(256));
+        assert_eq!(a.hamming(&c), Some(1));
+        assert_eq!(a.hamming(&a), Some(0));
+        let d = HashValue::parse(HashKind::Dhash, "ff00000000000001").unwrap();
+        let e = HashValue::parse(HashKind::Dhash, "0000000000000000").unwrap();
+        assert_eq!(d.hamming(&e), Some(9));
+        assert_eq!(d.as_u64(), Some(0xff00_0000_0000_0001));
+        // Exact kinds and mixed kinds have no distance.
+        let m = HashValue::parse(HashKind::Md5, &"0".repeat(32)).unwrap();
+        assert_eq!(m.hamming(&m), None);
+        assert_eq!(a.hamming(&e), None);
+    }
+
+    #[test]
+    fn from_bytes_checks_length() {
+        assert!(HashValue::from_bytes(HashKind::Sha256, &[0; 31]).is_none());
+        let v = HashValue::from_bytes(HashKind::Sha256, &[0xab; 32]).unwrap();
+        assert_eq!(v.to_hex(), "ab".repeat(32));
+    }
+}
