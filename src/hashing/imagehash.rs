@@ -134,12 +134,7 @@ pub fn resize_lanczos(
             let row = &src[(first_row + y) * width..(first_row + y + 1) * width];
             for (x, out) in tmp[y * out_w..(y + 1) * out_w].iter_mut().enumerate() {
                 let (xmin, len) = horiz.bounds[x];
-                let k = horiz.row(x);
-                let mut acc: i64 = 1 << (PRECISION_BITS - 1);
-                for (i, &kv) in k[..len].iter().enumerate() {
-                    acc += i64::from(row[xmin + i]) * i64::from(kv);
-                }
-                *out = clip8(acc);
+                *out = clip8(dot(&row[xmin..xmin + len], &horiz.row(x)[..len]));
             }
         }
         tmp
@@ -155,21 +150,37 @@ pub fn resize_lanczos(
     for y in 0..out_h {
         let (ymin, len) = vert.bounds[y];
         let ymin = ymin - shift;
-        let k = vert.row(y);
-        for x in 0..out_w {
-            let mut acc: i64 = 1 << (PRECISION_BITS - 1);
-            for (i, &kv) in k[..len].iter().enumerate() {
-                acc += i64::from(tmp[(ymin + i) * tmp_w + x]) * i64::from(kv);
+        let k = &vert.row(y)[..len];
+        // Accumulate whole rows at a time (vectorizes across x); integer sums are exact in any
+        // order, so this equals Pillow's per-pixel loop.
+        let mut acc = vec![1i32 << (PRECISION_BITS - 1); out_w];
+        for (i, &kv) in k.iter().enumerate() {
+            let src = &tmp[(ymin + i) * tmp_w..(ymin + i + 1) * tmp_w];
+            for (a, &p) in acc.iter_mut().zip(src) {
+                *a = a.wrapping_add(i32::from(p).wrapping_mul(kv));
             }
-            out[y * out_w + x] = clip8(acc);
+        }
+        for (o, &a) in out[y * out_w..(y + 1) * out_w].iter_mut().zip(&acc) {
+            *o = clip8(a);
         }
     }
     out
 }
 
-fn clip8(acc: i64) -> u8 {
-    // Pillow accumulates in i32; for normalised coefficients on 8-bit input the sum stays far
-    // inside i32, so a wider accumulator changes nothing but cannot overflow on odd input.
+/// Pillow's fixed-point dot product with its rounding offset. Pillow accumulates in a C `int`;
+/// wrapping i32 arithmetic is the same (normalised Lanczos weights keep the sum far inside
+/// i32 for 8-bit input anyway) and lets the compiler vectorize.
+fn dot(pixels: &[u8], weights: &[i32]) -> i32 {
+    pixels
+        .iter()
+        .zip(weights)
+        .fold(1i32 << (PRECISION_BITS - 1), |acc, (&p, &w)| {
+            acc.wrapping_add(i32::from(p).wrapping_mul(w))
+        })
+}
+
+/// Pillow's `clip8`: drop the fraction bits and clamp to 0..=255.
+fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 

@@ -103,8 +103,7 @@ impl PdqHasher {
             }
         } else {
             self.scratch.resize(self.luma.len(), 0.0);
-            jarosz_filter(&mut self.luma, &mut self.scratch, height, width);
-            decimate(&self.luma, height, width, &mut block);
+            downsample(&mut self.luma, &mut self.scratch, height, width, &mut block);
         }
         let quality = quality_metric(&block);
         let dct = dct64_to_16(&block);
@@ -124,14 +123,46 @@ fn window_size(old: usize) -> usize {
     old.div_ceil(2 * 64)
 }
 
-/// Two rounds of (rows, then columns) box filtering, in place in `buf`.
-fn jarosz_filter(buf: &mut [f32], tmp: &mut [f32], rows: usize, cols: usize) {
+/// Index of the source pixel sampled for output cell `i` of 64 along a dimension of `n`
+/// (Meta's `decimateFloat`: centres of the target cells).
+fn sample_index(i: usize, n: usize) -> usize {
+    (((i as f64 + 0.5) * n as f64) / 64.0) as usize
+}
+
+/// Meta's blur-and-decimate: two rounds of (rows, then columns) Jarosz box filtering, then the
+/// values at the centres of a 64×64 grid.
+///
+/// Only 64×64 values of the final result are ever read, so the last two passes compute only
+/// what feeds them: the second row pass runs its running sums along every row but divides and
+/// stores only at the 64 sampled columns, and the last column pass then runs over those 64
+/// columns alone. Every value computed goes through exactly the reference's operations, so the
+/// result is bit-identical to filtering the whole image four times (checked in the tests).
+fn downsample(
+    luma: &mut [f32],
+    scratch: &mut [f32],
+    rows: usize,
+    cols: usize,
+    out: &mut [[f32; 64]; 64],
+) {
     let row_window = window_size(cols);
     let col_window = window_size(rows);
-    for _ in 0..2 {
-        box_along_rows(buf, tmp, rows, cols, row_window);
-        // Columns: the matrix itself is the lane layout (rows of `cols` lanes).
-        box_lanes(tmp, buf, rows, cols, col_window);
+    let sampled_cols: Vec<usize> = (0..64).map(|j| sample_index(j, cols)).collect();
+    box_along_rows(luma, scratch, rows, cols, row_window, None);
+    box_lanes(scratch, luma, rows, cols, col_window, None);
+    let mut narrow = vec![0f32; rows * 64];
+    box_along_rows(
+        luma,
+        &mut narrow,
+        rows,
+        cols,
+        row_window,
+        Some(&sampled_cols),
+    );
+    let mut narrow_out = vec![0f32; rows * 64];
+    box_lanes(&narrow, &mut narrow_out, rows, 64, col_window, None);
+    for (i, out_row) in out.iter_mut().enumerate() {
+        let src = sample_index(i, rows) * 64;
+        out_row.copy_from_slice(&narrow_out[src..src + 64]);
     }
 }
 
@@ -139,9 +170,19 @@ fn jarosz_filter(buf: &mut [f32], tmp: &mut [f32], rows: usize, cols: usize) {
 /// the image is one lane.
 const ROW_BLOCK: usize = 16;
 
-fn box_along_rows(input: &[f32], output: &mut [f32], rows: usize, cols: usize, window: usize) {
+/// Box-filters each row of `input` (`rows` × `cols`). With `only`, writes just the outputs at
+/// those column positions (`output` is then `rows` × `only.len()`).
+fn box_along_rows(
+    input: &[f32],
+    output: &mut [f32],
+    rows: usize,
+    cols: usize,
+    window: usize,
+    only: Option<&[usize]>,
+) {
+    let out_cols = only.map_or(cols, <[usize]>::len);
     let mut block_in = vec![0f32; cols * ROW_BLOCK];
-    let mut block_out = vec![0f32; cols * ROW_BLOCK];
+    let mut block_out = vec![0f32; out_cols * ROW_BLOCK];
     let mut r0 = 0;
     while r0 < rows {
         let lanes = ROW_BLOCK.min(rows - r0);
@@ -154,13 +195,14 @@ fn box_along_rows(input: &[f32], output: &mut [f32], rows: usize, cols: usize, w
         }
         box_lanes(
             &block_in[..cols * lanes],
-            &mut block_out[..cols * lanes],
+            &mut block_out[..out_cols * lanes],
             cols,
             lanes,
             window,
+            only,
         );
         for l in 0..lanes {
-            let dst = &mut output[(r0 + l) * cols..(r0 + l + 1) * cols];
+            let dst = &mut output[(r0 + l) * out_cols..(r0 + l + 1) * out_cols];
             for (c, v) in dst.iter_mut().enumerate() {
                 *v = block_out[c * lanes + l];
             }
@@ -175,7 +217,18 @@ fn box_along_rows(input: &[f32], output: &mut [f32], rows: usize, cols: usize, w
 /// Each lane sees exactly the reference's sequence of f32 operations: a running sum that
 /// grows over the first half window, slides with one add and one subtract, then shrinks,
 /// divided by the current window size at every output.
-fn box_lanes(input: &[f32], output: &mut [f32], len: usize, lanes: usize, window: usize) {
+///
+/// With `only` (sorted positions, repeats allowed), the sums still run over every element but
+/// the division and store happen only at those output positions, written densely in that
+/// order (`output` is then `[only.len()][lanes]`).
+fn box_lanes(
+    input: &[f32],
+    output: &mut [f32],
+    len: usize,
+    lanes: usize,
+    window: usize,
+    only: Option<&[usize]>,
+) {
     let half = (window + 2) / 2;
     let phase1 = half - 1;
     let phase2 = window - half + 1;
@@ -183,6 +236,24 @@ fn box_lanes(input: &[f32], output: &mut [f32], len: usize, lanes: usize, window
     let phase4 = half - 1;
     let mut sum = vec![0f32; lanes];
     let row = |i: usize| &input[i * lanes..(i + 1) * lanes];
+    // Where output `oi` goes: its own row, or the slots of `only` that name it.
+    let mut next_slot = 0usize;
+    let mut emit = |oi: usize, sum: &[f32], n: f32, output: &mut [f32]| match only {
+        None => {
+            for (o, &s) in output[oi * lanes..(oi + 1) * lanes].iter_mut().zip(sum) {
+                *o = s / n;
+            }
+        }
+        Some(positions) => {
+            while positions.get(next_slot) == Some(&oi) {
+                let slot = next_slot;
+                for (o, &s) in output[slot * lanes..(slot + 1) * lanes].iter_mut().zip(sum) {
+                    *o = s / n;
+                }
+                next_slot += 1;
+            }
+        }
+    };
     let (mut li, mut ri, mut oi) = (0usize, 0usize, 0usize);
     let mut current = 0usize;
     for _ in 0..phase1 {
@@ -194,48 +265,31 @@ fn box_lanes(input: &[f32], output: &mut [f32], len: usize, lanes: usize, window
     }
     for _ in 0..phase2 {
         current += 1;
-        let n = current as f32;
-        let out = &mut output[oi * lanes..(oi + 1) * lanes];
-        for ((s, &x), o) in sum.iter_mut().zip(row(ri)).zip(out) {
+        for (s, &x) in sum.iter_mut().zip(row(ri)) {
             *s += x;
-            *o = *s / n;
         }
+        emit(oi, &sum, current as f32, output);
         ri += 1;
         oi += 1;
     }
-    let n = current as f32;
     for _ in 0..phase3 {
-        let out = &mut output[oi * lanes..(oi + 1) * lanes];
-        for (((s, &add), &sub), o) in sum.iter_mut().zip(row(ri)).zip(row(li)).zip(out) {
+        for ((s, &add), &sub) in sum.iter_mut().zip(row(ri)).zip(row(li)) {
             *s += add;
             *s -= sub;
-            *o = *s / n;
         }
+        emit(oi, &sum, current as f32, output);
         li += 1;
         ri += 1;
         oi += 1;
     }
     for _ in 0..phase4 {
         current -= 1;
-        let n = current as f32;
-        let out = &mut output[oi * lanes..(oi + 1) * lanes];
-        for ((s, &sub), o) in sum.iter_mut().zip(row(li)).zip(out) {
+        for (s, &sub) in sum.iter_mut().zip(row(li)) {
             *s -= sub;
-            *o = *s / n;
         }
+        emit(oi, &sum, current as f32, output);
         li += 1;
         oi += 1;
-    }
-}
-
-/// Samples the filtered image at the centres of a 64×64 grid (Meta's `decimateFloat`).
-fn decimate(input: &[f32], rows: usize, cols: usize, out: &mut [[f32; 64]; 64]) {
-    let index = |i: usize, n: usize| (((i as f64 + 0.5) * n as f64) / 64.0) as usize;
-    for (i, out_row) in out.iter_mut().enumerate() {
-        let src = index(i, rows) * cols;
-        for (j, o) in out_row.iter_mut().enumerate() {
-            *o = input[src + index(j, cols)];
-        }
     }
 }
 
@@ -404,7 +458,7 @@ mod tests {
         for (len, lanes, window) in [(100, 3, 1), (257, 16, 2), (1000, 5, 8), (77, 17, 7)] {
             let input = pseudo_random(len * lanes, len as u32);
             let mut out = vec![0f32; len * lanes];
-            box_lanes(&input, &mut out, len, lanes, window);
+            box_lanes(&input, &mut out, len, lanes, window, None);
             for l in 0..lanes {
                 let lane: Vec<f32> = (0..len).map(|i| input[i * lanes + l]).collect();
                 let expected = box1d_reference(&lane, window);
@@ -424,10 +478,50 @@ mod tests {
         let (rows, cols) = (37, 203);
         let input = pseudo_random(rows * cols, 7);
         let mut out = vec![0f32; rows * cols];
-        box_along_rows(&input, &mut out, rows, cols, window_size(cols));
+        box_along_rows(&input, &mut out, rows, cols, window_size(cols), None);
         for r in 0..rows {
             let expected = box1d_reference(&input[r * cols..(r + 1) * cols], window_size(cols));
             assert_eq!(&out[r * cols..(r + 1) * cols], &expected[..]);
+        }
+    }
+
+    #[test]
+    fn sampled_downsample_equals_full_filter_then_decimate() {
+        // Sizes below and above 64 (repeated and skipped sample positions), odd and even.
+        for (rows, cols) in [(37, 203), (64, 65), (130, 97), (300, 41)] {
+            let input = pseudo_random(rows * cols, (rows * cols) as u32);
+            // The reference: four full passes over the whole image, then decimation.
+            let mut a = input.clone();
+            let mut b = vec![0f32; rows * cols];
+            for _ in 0..2 {
+                for r in 0..rows {
+                    let out = box1d_reference(&a[r * cols..(r + 1) * cols], window_size(cols));
+                    b[r * cols..(r + 1) * cols].copy_from_slice(&out);
+                }
+                for c in 0..cols {
+                    let column: Vec<f32> = (0..rows).map(|r| b[r * cols + c]).collect();
+                    for (r, v) in box1d_reference(&column, window_size(rows))
+                        .into_iter()
+                        .enumerate()
+                    {
+                        a[r * cols + c] = v;
+                    }
+                }
+            }
+            let mut ours = input.clone();
+            let mut scratch = vec![0f32; rows * cols];
+            let mut block = [[0f32; 64]; 64];
+            downsample(&mut ours, &mut scratch, rows, cols, &mut block);
+            for i in 0..64 {
+                for j in 0..64 {
+                    let expected = a[sample_index(i, rows) * cols + sample_index(j, cols)];
+                    assert_eq!(
+                        block[i][j].to_bits(),
+                        expected.to_bits(),
+                        "{rows}x{cols} at {i},{j}"
+                    );
+                }
+            }
         }
     }
 
