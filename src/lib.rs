@@ -9,9 +9,13 @@
 //! | module | what |
 //! |---|---|
 //! | [`cli`] | the `hashsieve` command line (clap); the only module that touches clap/anyhow |
+//! | [`hashset`] | signed, versioned hash sets: format, deltas, signatures, trust state |
 //! | [`hashing`] | client-side hashing: streaming digests, decoding, PDQ, aHash/dHash/pHash |
 //! | [`kinds`] | hash kinds and values: parsing, display, Hamming distance |
+//! | [`fsutil`] | atomic file writes |
 
 pub mod cli;
+pub mod fsutil;
 pub mod hashing;
+pub mod hashset;
 pub mod kinds;

@@ -1,107 +1,18 @@
-//! The `hashsieve` command line. Raw flags are parsed by clap, validated once, and handed to
-//! the library; errors are printed with their chain and mapped to the contract's exit codes:
-//! 0 = ok / no match, 1 = verification failed or a match / a file that could not be hashed,
-//! 2 = usage or I/O error.
+//! `hashsieve hash`: hash files locally, print NDJSON in input order.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::mpsc;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
 use rayon::prelude::*;
 
-use crate::hashing::{HashOptions, Worker, decode::DEFAULT_MAX_PIXELS};
+use super::{HashArgs, Outcome};
+use crate::hashing::{HashOptions, Worker};
 use crate::kinds::HashKind;
 
-/// Match content against vetted hash lists by hash alone.
-#[derive(Debug, Parser)]
-#[command(name = "hashsieve", version, about, long_about = None)]
-pub struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Hash files and directories locally; prints one NDJSON record per file.
-    ///
-    /// Directories are walked recursively in a stable (sorted) order. A file that cannot be
-    /// decoded as an image still gets its cryptographic hashes and an "error" field; the run
-    /// continues and exits 1 at the end.
-    Hash(HashArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct HashArgs {
-    /// Comma-separated hash kinds to compute.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "md5,sha1,sha256,blake3,pdq,phash,dhash,ahash"
-    )]
-    kinds: Vec<HashKind>,
-    /// Also print the eight dihedral PDQ hashes (original, rot90ccw, rot180, rot90cw, flipud,
-    /// fliplr, transpose, antitranspose) as "pdq_dihedral".
-    #[arg(long)]
-    dihedral: bool,
-    /// Refuse images with more pixels than this, before decoding (decompression bombs).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PIXELS)]
-    max_pixels: u64,
-    /// Files or directories to hash.
-    #[arg(required = true, value_name = "PATH")]
-    paths: Vec<PathBuf>,
-}
-
-/// Outcome of a command that ran to the end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Ok,
-    /// Something the command reports as a finding (a match, a failed verification, a file
-    /// that could not be hashed).
-    Finding,
-    /// The command ran but some input could not be read (exit 2).
-    IoTrouble,
-}
-
-/// Entry point used by `main.rs`.
-pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    let result = match cli.command {
-        Command::Hash(args) => run_hash(args),
-    };
-    match result {
-        Ok(Outcome::Ok) => ExitCode::SUCCESS,
-        Ok(Outcome::Finding) => ExitCode::from(1),
-        Ok(Outcome::IoTrouble) => ExitCode::from(2),
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hashsieve: {e:#}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
-fn run_hash(args: HashArgs) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: HashArgs) -> anyhow::Result<Outcome> {
     if args.dihedral && !args.kinds.contains(&HashKind::Pdq) {
         anyhow::bail!("--dihedral needs pdq among --kinds");
     }

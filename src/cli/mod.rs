@@ -1,0 +1,107 @@
+//! The `hashsieve` command line. Raw flags are parsed by clap, validated once, and handed to
+//! the library; errors are printed with their chain and mapped to the contract's exit codes:
+//! 0 = ok / no match, 1 = verification failed or a match / a file that could not be hashed,
+//! 2 = usage or I/O error.
+
+mod hash;
+mod hashset;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::hashing::decode::DEFAULT_MAX_PIXELS;
+use crate::kinds::HashKind;
+
+/// Match content against vetted hash lists by hash alone.
+#[derive(Debug, Parser)]
+#[command(name = "hashsieve", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a minisign key pair for signing hash sets.
+    Keygen(hashset::KeygenArgs),
+    /// Build, sign, verify, inspect, diff and apply hash sets.
+    #[command(subcommand)]
+    Hashset(hashset::HashsetCommand),
+    /// Hash files and directories locally; prints one NDJSON record per file.
+    ///
+    /// Directories are walked recursively in a stable (sorted) order. A file that cannot be
+    /// decoded as an image still gets its cryptographic hashes and an "error" field; the run
+    /// continues and exits 1 at the end.
+    Hash(HashArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct HashArgs {
+    /// Comma-separated hash kinds to compute.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "md5,sha1,sha256,blake3,pdq,phash,dhash,ahash"
+    )]
+    pub(crate) kinds: Vec<HashKind>,
+    /// Also print the eight dihedral PDQ hashes (original, rot90ccw, rot180, rot90cw, flipud,
+    /// fliplr, transpose, antitranspose) as "pdq_dihedral".
+    #[arg(long)]
+    pub(crate) dihedral: bool,
+    /// Refuse images with more pixels than this, before decoding (decompression bombs).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PIXELS)]
+    pub(crate) max_pixels: u64,
+    /// Files or directories to hash.
+    #[arg(required = true, value_name = "PATH")]
+    pub(crate) paths: Vec<PathBuf>,
+}
+
+/// Outcome of a command that ran to the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Ok,
+    /// Something the command reports as a finding (a match, a failed verification, a file
+    /// that could not be hashed).
+    Finding,
+    /// The command ran but some input could not be read (exit 2).
+    IoTrouble,
+}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Hash(args) => hash::run(args),
+        Command::Keygen(args) => hashset::keygen(args),
+        Command::Hashset(cmd) => hashset::run(cmd),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Finding) => ExitCode::from(1),
+        Ok(Outcome::IoTrouble) => ExitCode::from(2),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hashsieve: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

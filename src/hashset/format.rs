@@ -1,0 +1,699 @@
+//! The canonical `.hset` file: same entries, same header → same bytes, whatever the input
+//! order. See `docs/hashset-format.md` for the byte layout.
+//!
+//! Entries are stored column-wise per kind (all hashes, then all category indices, then the
+//! reference offsets and bytes), so a reader can hand the hash column straight to the index
+//! without copying, and parsing 10 M entries is a linear scan.
+
+use std::collections::HashMap;
+
+use rayon::slice::ParallelSliceMut;
+
+use super::codec::{Reader, Writer};
+use super::{FormatError, limits, validate_list_name};
+use crate::kinds::{HashKind, HashValue, hex_lower};
+
+pub const SET_MAGIC: &[u8; 8] = b"HSIEVSET";
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Everything about a list version except its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub version: u64,
+    /// Unix seconds, UTC.
+    pub created: i64,
+    /// Unix seconds, UTC. A set is refused after this moment.
+    pub expires: i64,
+    pub description: String,
+    /// Per-kind match thresholds (perceptual kinds only, sorted by kind); kinds not listed use
+    /// [`HashKind::default_threshold`].
+    pub thresholds: Vec<(HashKind, u32)>,
+}
+
+impl Header {
+    /// The threshold this list sets for `kind`.
+    pub fn threshold(&self, kind: HashKind) -> u32 {
+        self.thresholds
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(kind.default_threshold(), |(_, t)| *t)
+    }
+
+    /// Checks the header's own rules (also applied when reading).
+    pub fn validate(&self) -> Result<(), FormatError> {
+        validate_list_name(&self.name)?;
+        if self.expires <= self.created {
+            return Err(FormatError::invalid(
+                "expiry",
+                format!(
+                    "expires {} is not after created {}",
+                    super::rfc3339(self.expires),
+                    super::rfc3339(self.created)
+                ),
+            ));
+        }
+        if self.description.len() > limits::MAX_DESCRIPTION {
+            return Err(FormatError::invalid(
+                "description",
+                format!(
+                    "{} bytes, the limit is {}",
+                    self.description.len(),
+                    limits::MAX_DESCRIPTION
+                ),
+            ));
+        }
+        let mut previous: Option<HashKind> = None;
+        for &(kind, threshold) in &self.thresholds {
+            if !kind.is_perceptual() {
+                return Err(FormatError::invalid(
+                    "threshold",
+                    format!("{kind} is an exact kind; only perceptual kinds have thresholds"),
+                ));
+            }
+            if threshold > kind.max_threshold() {
+                return Err(FormatError::invalid(
+                    "threshold",
+                    format!(
+                        "{kind}={threshold} is above the supported maximum {}",
+                        kind.max_threshold()
+                    ),
+                ));
+            }
+            if previous.is_some_and(|p| p >= kind) {
+                return Err(FormatError::invalid(
+                    "threshold",
+                    "kinds must be sorted and unique",
+                ));
+            }
+            previous = Some(kind);
+        }
+        Ok(())
+    }
+
+    pub(super) fn write(&self, w: &mut Writer) {
+        w.str16(&self.name);
+        w.u64(self.version);
+        w.i64(self.created);
+        w.i64(self.expires);
+        w.str32(&self.description);
+        w.u8(self.thresholds.len() as u8);
+        for &(kind, threshold) in &self.thresholds {
+            w.u8(kind.code());
+            w.u16(threshold as u16);
+        }
+    }
+
+    pub(super) fn read(r: &mut Reader<'_>) -> Result<Header, FormatError> {
+        let name = r.str16("list name", limits::MAX_NAME)?.to_owned();
+        let version = r.u64("version")?;
+        let created = r.i64("created time")?;
+        let expires = r.i64("expiry time")?;
+        let description = r.str32("description", limits::MAX_DESCRIPTION)?.to_owned();
+        let count = r.u8("threshold count")?;
+        let mut thresholds = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let code = r.u8("threshold kind")?;
+            let kind = HashKind::from_code(code).ok_or_else(|| {
+                FormatError::invalid("threshold", format!("unknown kind code {code}"))
+            })?;
+            thresholds.push((kind, u32::from(r.u16("threshold")?)));
+        }
+        let header = Header {
+            name,
+            version,
+            created,
+            expires,
+            description,
+            thresholds,
+        };
+        header.validate()?;
+        Ok(header)
+    }
+}
+
+/// One entry as read from a file (borrowed) or about to be written.
+///
+/// The derived order is the canonical order: kind, hash bytes, category, reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryRef<'a> {
+    pub hash: HashValue,
+    pub category: &'a str,
+    pub reference: &'a str,
+}
+
+/// Where one kind's columns sit in the file.
+#[derive(Debug, Clone)]
+pub struct Section {
+    pub kind: HashKind,
+    pub count: usize,
+    hashes: usize,
+    categories: usize,
+    ref_ends: usize,
+    refs: usize,
+}
+
+/// A parsed, structurally valid and digest-checked `.hset` file. Parsing checks everything
+/// that makes the bytes canonical; signatures and trust are checked elsewhere
+/// ([`super::trust`]).
+#[derive(Debug, Clone)]
+pub struct HashSetFile {
+    bytes: Vec<u8>,
+    header: Header,
+    categories: Vec<String>,
+    sections: Vec<Section>,
+    digest: [u8; 32],
+}
+
+impl HashSetFile {
+    /// Parses and checks `bytes`: magic, version, every length against what remains, UTF-8,
+    /// canonical order, no trailing bytes, and the BLAKE3 digest.
+    pub fn parse(bytes: Vec<u8>) -> Result<HashSetFile, FormatError> {
+        let mut r = Reader::new(&bytes);
+        if r.take(8, "magic").ok() != Some(&SET_MAGIC[..]) {
+            return Err(FormatError::BadMagic {
+                expected: "hash-set (.hset)",
+            });
+        }
+        let version = r.u16("format version")?;
+        if version != FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion {
+                got: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let header = Header::read(&mut r)?;
+        let (categories, sections) = read_entries(&mut r)?;
+        let body_end = r.position();
+        let stored = r.digest("content digest")?;
+        r.finish()?;
+        let computed = *blake3::hash(&bytes[..body_end]).as_bytes();
+        if computed != stored {
+            return Err(FormatError::DigestMismatch {
+                stored: hex_lower(&stored),
+                computed: hex_lower(&computed),
+            });
+        }
+        Ok(HashSetFile {
+            bytes,
+            header,
+            categories,
+            sections,
+            digest: stored,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The BLAKE3 content digest (the last 32 bytes of the file).
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn categories(&self) -> &[String] {
+        &self.categories
+    }
+
+    pub fn sections(&self) -> &[Section] {
+        &self.sections
+    }
+
+    /// Number of entries of all kinds.
+    pub fn len(&self) -> usize {
+        self.sections.iter().map(|s| s.count).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The hash column of a section: `count` hashes of `kind.byte_len()` bytes, sorted.
+    pub fn hashes(&self, section: &Section) -> &[u8] {
+        &self.bytes[section.hashes..section.hashes + section.count * section.kind.byte_len()]
+    }
+
+    /// Entry `i` of a section.
+    pub fn entry(&self, section: &Section, i: usize) -> EntryRef<'_> {
+        entry_at(&self.bytes, &self.categories, section, i)
+    }
+
+    /// All entries in canonical order.
+    pub fn entries(&self) -> impl Iterator<Item = EntryRef<'_>> + '_ {
+        self.sections
+            .iter()
+            .flat_map(move |s| (0..s.count).map(move |i| self.entry(s, i)))
+    }
+
+    /// Entry counts per kind, in kind order.
+    pub fn counts(&self) -> Vec<(HashKind, usize)> {
+        self.sections.iter().map(|s| (s.kind, s.count)).collect()
+    }
+}
+
+/// Entry `i` of `section` in `bytes` (which [`read_entries`] has checked).
+pub(super) fn entry_at<'a>(
+    bytes: &'a [u8],
+    categories: &'a [String],
+    section: &Section,
+    i: usize,
+) -> EntryRef<'a> {
+    let len = section.kind.byte_len();
+    let raw = &bytes[section.hashes + i * len..section.hashes + (i + 1) * len];
+    let cat_at = section.categories + 2 * i;
+    let cat = u16::from_le_bytes([bytes[cat_at], bytes[cat_at + 1]]);
+    let end = read_u32(bytes, section.ref_ends + 4 * i) as usize;
+    let start = if i == 0 {
+        0
+    } else {
+        read_u32(bytes, section.ref_ends + 4 * (i - 1)) as usize
+    };
+    // read_entries checked every index, offset and UTF-8 sequence used here.
+    let reference =
+        std::str::from_utf8(&bytes[section.refs + start..section.refs + end]).unwrap_or("");
+    EntryRef {
+        hash: HashValue::from_bytes(section.kind, raw)
+            .expect("section slices have the kind's length"),
+        category: categories.get(usize::from(cat)).map_or("", String::as_str),
+        reference,
+    }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+/// Reads the category table and the per-kind sections, checking canonical order.
+pub(super) fn read_entries(r: &mut Reader<'_>) -> Result<(Vec<String>, Vec<Section>), FormatError> {
+    let raw = u64::from(r.u16("category count")?);
+    let n_categories = r.count(raw, 2, "category table")?;
+    let mut categories: Vec<String> = Vec::with_capacity(n_categories);
+    for _ in 0..n_categories {
+        let c = r.str16("category", limits::MAX_CATEGORY)?;
+        if categories.last().is_some_and(|p| p.as_str() >= c) {
+            return Err(FormatError::NotCanonical {
+                detail: format!("category {c:?} is out of order or repeated"),
+            });
+        }
+        categories.push(c.to_owned());
+    }
+    let mut used = vec![false; n_categories];
+    let n_sections = r.u8("section count")?;
+    let mut sections: Vec<Section> = Vec::with_capacity(usize::from(n_sections));
+    for _ in 0..n_sections {
+        let code = r.u8("section kind")?;
+        let kind = HashKind::from_code(code)
+            .ok_or_else(|| FormatError::invalid("section", format!("unknown kind code {code}")))?;
+        if sections.last().is_some_and(|s| s.kind >= kind) {
+            return Err(FormatError::NotCanonical {
+                detail: format!("section {kind} is out of order or repeated"),
+            });
+        }
+        let raw = r.u64("entry count")?;
+        let len = kind.byte_len();
+        let count = r.count(raw, len + 2 + 4, "entries")?;
+        if count == 0 {
+            return Err(FormatError::NotCanonical {
+                detail: format!("empty {kind} section"),
+            });
+        }
+        let hashes_at = r.position();
+        let hashes = r.take(count * len, "hashes")?;
+        let cats_at = r.position();
+        let cats = r.take(count * 2, "category indices")?;
+        let ends_at = r.position();
+        let ends = r.take(count * 4, "reference offsets")?;
+        let mut previous_end = 0usize;
+        let mut ref_spans = Vec::with_capacity(count);
+        for chunk in ends.chunks_exact(4) {
+            let end = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) as usize;
+            if end < previous_end || end - previous_end > limits::MAX_REFERENCE {
+                return Err(FormatError::invalid(
+                    "reference offsets",
+                    format!(
+                        "{kind} offsets must grow by at most {} bytes each",
+                        limits::MAX_REFERENCE
+                    ),
+                ));
+            }
+            ref_spans.push((previous_end, end));
+            previous_end = end;
+        }
+        let refs_at = r.position();
+        let refs = r.take(previous_end, "references")?;
+        let mut previous: Option<(&[u8], u16, &[u8])> = None;
+        for (i, (hash, (cat, &(start, end)))) in hashes
+            .chunks_exact(len)
+            .zip(cats.chunks_exact(2).zip(&ref_spans))
+            .enumerate()
+        {
+            let cat = u16::from_le_bytes([cat[0], cat[1]]);
+            let slot = used.get_mut(usize::from(cat)).ok_or_else(|| {
+                FormatError::invalid(
+                    "category index",
+                    format!("{kind} entry {i} uses category {cat} of {n_categories}"),
+                )
+            })?;
+            *slot = true;
+            let reference = &refs[start..end];
+            if std::str::from_utf8(reference).is_err() {
+                return Err(FormatError::BadUtf8 {
+                    what: "reference",
+                    offset: refs_at + start,
+                });
+            }
+            let current = (hash, cat, reference);
+            if previous.is_some_and(|p| p >= current) {
+                return Err(FormatError::NotCanonical {
+                    detail: format!("{kind} entry {i} is out of order or repeated"),
+                });
+            }
+            previous = Some(current);
+        }
+        sections.push(Section {
+            kind,
+            count,
+            hashes: hashes_at,
+            categories: cats_at,
+            ref_ends: ends_at,
+            refs: refs_at,
+        });
+    }
+    if let Some(unused) = used.iter().position(|u| !u) {
+        return Err(FormatError::NotCanonical {
+            detail: format!("category {:?} is not used by any entry", categories[unused]),
+        });
+    }
+    Ok((categories, sections))
+}
+
+/// Why an entry cannot be added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("category is {0} bytes long, the limit is {max}", max = limits::MAX_CATEGORY)]
+    CategoryTooLong(usize),
+    #[error("reference is {0} bytes long, the limit is {max}", max = limits::MAX_REFERENCE)]
+    ReferenceTooLong(usize),
+    #[error("more than {max} distinct categories", max = limits::MAX_CATEGORIES)]
+    TooManyCategories,
+    #[error("more than 4 GiB of reference text")]
+    TooMuchReferenceText,
+}
+
+/// Entries collected for writing, kept compact so 10 M of them fit comfortably in memory:
+/// the hash inline, the category interned, the reference in one shared byte arena.
+#[derive(Default)]
+pub struct EntryTable {
+    entries: Vec<CompactEntry>,
+    categories: Vec<String>,
+    category_ids: HashMap<String, u16>,
+    arena: Vec<u8>,
+}
+
+#[derive(Clone, Copy)]
+struct CompactEntry {
+    hash: HashValue,
+    category: u16,
+    ref_len: u16,
+    ref_start: u32,
+}
+
+impl EntryTable {
+    pub fn new() -> EntryTable {
+        EntryTable::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds one entry (duplicates are removed when writing).
+    pub fn push(
+        &mut self,
+        hash: HashValue,
+        category: &str,
+        reference: &str,
+    ) -> Result<(), EntryError> {
+        if category.len() > limits::MAX_CATEGORY {
+            return Err(EntryError::CategoryTooLong(category.len()));
+        }
+        if reference.len() > limits::MAX_REFERENCE {
+            return Err(EntryError::ReferenceTooLong(reference.len()));
+        }
+        let category = match self.category_ids.get(category) {
+            Some(&id) => id,
+            None => {
+                let id = u16::try_from(self.categories.len())
+                    .ok()
+                    .filter(|&id| usize::from(id) < limits::MAX_CATEGORIES)
+                    .ok_or(EntryError::TooManyCategories)?;
+                self.categories.push(category.to_owned());
+                self.category_ids.insert(category.to_owned(), id);
+                id
+            }
+        };
+        let ref_start =
+            u32::try_from(self.arena.len()).map_err(|_| EntryError::TooMuchReferenceText)?;
+        self.arena.extend_from_slice(reference.as_bytes());
+        if u32::try_from(self.arena.len()).is_err() {
+            return Err(EntryError::TooMuchReferenceText);
+        }
+        self.entries.push(CompactEntry {
+            hash,
+            category,
+            ref_len: reference.len() as u16,
+            ref_start,
+        });
+        Ok(())
+    }
+
+    /// Adds an entry read from another file.
+    pub fn push_ref(&mut self, entry: EntryRef<'_>) -> Result<(), EntryError> {
+        self.push(entry.hash, entry.category, entry.reference)
+    }
+
+    /// Serializes a canonical `.hset`: entries sorted and deduplicated, the category table
+    /// holding exactly the categories used. Returns the bytes and the content digest.
+    pub fn to_set_bytes(self, header: &Header) -> Result<(Vec<u8>, [u8; 32]), FormatError> {
+        header.validate()?;
+        let mut w = Writer::default();
+        w.bytes(SET_MAGIC);
+        w.u16(FORMAT_VERSION);
+        header.write(&mut w);
+        self.write_canonical(&mut w);
+        let digest = w.seal();
+        Ok((w.buf, digest))
+    }
+
+    /// Writes the entries in canonical form (category table + sections), as sets and deltas
+    /// both store them.
+    pub(super) fn write_canonical(mut self, w: &mut Writer) {
+        let categories = self.canonicalize();
+        self.write_entries(&categories, w);
+    }
+
+    /// Sorts, deduplicates and renumbers categories by name; returns the category table.
+    fn canonicalize(&mut self) -> Vec<String> {
+        // Category ids become ranks in name order, so sorting by id sorts by name.
+        let mut order: Vec<u16> = (0..self.categories.len() as u16).collect();
+        order.sort_by(|&a, &b| {
+            self.categories[usize::from(a)].cmp(&self.categories[usize::from(b)])
+        });
+        let mut rank = vec![0u16; self.categories.len()];
+        for (r, &id) in order.iter().enumerate() {
+            rank[usize::from(id)] = r as u16;
+        }
+        for e in &mut self.entries {
+            e.category = rank[usize::from(e.category)];
+        }
+        let arena = &self.arena;
+        let reference = |e: &CompactEntry| {
+            &arena[e.ref_start as usize..e.ref_start as usize + usize::from(e.ref_len)]
+        };
+        self.entries.par_sort_unstable_by(|a, b| {
+            (a.hash, a.category, reference(a)).cmp(&(b.hash, b.category, reference(b)))
+        });
+        self.entries.dedup_by(|a, b| {
+            a.hash == b.hash && a.category == b.category && reference(a) == reference(b)
+        });
+        // Keep only categories still used, renumbered densely (still in name order).
+        let mut used = vec![false; self.categories.len()];
+        for e in &self.entries {
+            used[usize::from(e.category)] = true;
+        }
+        let mut new_id = vec![0u16; self.categories.len()];
+        let mut table = Vec::new();
+        for (r, &id) in order.iter().enumerate() {
+            if used[r] {
+                new_id[r] = table.len() as u16;
+                table.push(self.categories[usize::from(id)].clone());
+            }
+        }
+        for e in &mut self.entries {
+            e.category = new_id[usize::from(e.category)];
+        }
+        table
+    }
+
+    fn write_entries(&self, categories: &[String], w: &mut Writer) {
+        w.u16(categories.len() as u16);
+        for c in categories {
+            w.str16(c);
+        }
+        let mut kinds: Vec<HashKind> = self.entries.iter().map(|e| e.hash.kind()).collect();
+        kinds.dedup();
+        w.u8(kinds.len() as u8);
+        let mut rest = &self.entries[..];
+        for kind in kinds {
+            let n = rest.iter().take_while(|e| e.hash.kind() == kind).count();
+            let (section, tail) = rest.split_at(n);
+            rest = tail;
+            w.u8(kind.code());
+            w.u64(n as u64);
+            for e in section {
+                w.bytes(e.hash.as_bytes());
+            }
+            for e in section {
+                w.u16(e.category);
+            }
+            let mut end = 0u32;
+            for e in section {
+                end += u32::from(e.ref_len);
+                w.u32(end);
+            }
+            for e in section {
+                w.bytes(
+                    &self.arena
+                        [e.ref_start as usize..e.ref_start as usize + usize::from(e.ref_len)],
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn header(name: &str, version: u64) -> Header {
+        Header {
+            name: name.to_owned(),
+            version,
+            created: 1_800_000_000,
+            expires: 1_900_000_000,
+            description: "synthetic test list".to_owned(),
+            thresholds: vec![(HashKind::Pdq, 31), (HashKind::Phash, 10)],
+        }
+    }
+
+    pub fn hv(kind: HashKind, fill: u8) -> HashValue {
+        HashValue::from_bytes(kind, &vec![fill; kind.byte_len()]).unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_canonical_order() {
+        let mut a = EntryTable::new();
+        a.push(hv(HashKind::Pdq, 9), "b", "r2").unwrap();
+        a.push(hv(HashKind::Md5, 1), "", "").unwrap();
+        a.push(hv(HashKind::Pdq, 9), "a", "r1").unwrap();
+        a.push(hv(HashKind::Pdq, 9), "a", "r1").unwrap(); // duplicate
+        a.push(hv(HashKind::Pdq, 9), "a", "r0").unwrap();
+        let mut b = EntryTable::new();
+        for (k, f, c, r) in [
+            (HashKind::Pdq, 9, "a", "r0"),
+            (HashKind::Pdq, 9, "a", "r1"),
+            (HashKind::Md5, 1, "", ""),
+            (HashKind::Pdq, 9, "b", "r2"),
+        ] {
+            b.push(hv(k, f), c, r).unwrap();
+        }
+        let (bytes_a, digest_a) = a.to_set_bytes(&header("alpha", 3)).unwrap();
+        let (bytes_b, digest_b) = b.to_set_bytes(&header("alpha", 3)).unwrap();
+        assert_eq!(bytes_a, bytes_b, "same entries, same bytes");
+        assert_eq!(digest_a, digest_b);
+        let set = HashSetFile::parse(bytes_a).unwrap();
+        assert_eq!(set.header(), &header("alpha", 3));
+        assert_eq!(set.digest(), digest_a);
+        assert_eq!(set.categories(), ["", "a", "b"]);
+        let entries: Vec<(String, &str, &str)> = set
+            .entries()
+            .map(|e| (format!("{:?}", e.hash), e.category, e.reference))
+            .collect();
+        assert_eq!(entries.len(), 4);
+        assert_eq!(entries[0].0, format!("{:?}", hv(HashKind::Md5, 1)));
+        assert_eq!((entries[1].1, entries[1].2), ("a", "r0"));
+        assert_eq!((entries[2].1, entries[2].2), ("a", "r1"));
+        assert_eq!((entries[3].1, entries[3].2), ("b", "r2"));
+        assert_eq!(set.counts(), vec![(HashKind::Md5, 1), (HashKind::Pdq, 3)]);
+        assert_eq!(set.header().threshold(HashKind::Phash), 10);
+        assert_eq!(set.header().threshold(HashKind::Dhash), 8);
+    }
+
+    #[test]
+    fn empty_set_is_valid() {
+        let (bytes, _) = EntryTable::new().to_set_bytes(&header("empty", 1)).unwrap();
+        let set = HashSetFile::parse(bytes).unwrap();
+        assert!(set.is_empty());
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_and_trailing_bytes_are_refused() {
+        let mut t = EntryTable::new();
+        t.push(hv(HashKind::Sha1, 2), "cat", "ref-1").unwrap();
+        t.push(hv(HashKind::Ahash, 3), "", "ref-2").unwrap();
+        let (bytes, _) = t.to_set_bytes(&header("alpha", 1)).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(
+                HashSetFile::parse(bytes[..cut].to_vec()).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(
+            HashSetFile::parse(longer),
+            Err(FormatError::TrailingBytes { count: 1, .. })
+        ));
+        // A flipped bit in the body is caught by the digest (or the structure).
+        let mut flipped = bytes.clone();
+        let at = bytes.len() - 40;
+        flipped[at] ^= 1;
+        assert!(HashSetFile::parse(flipped).is_err());
+    }
+
+    #[test]
+    fn header_rules_are_enforced() {
+        let mut h = header("Bad Name", 1);
+        assert!(EntryTable::new().to_set_bytes(&h).is_err());
+        h = header("ok", 1);
+        h.expires = h.created;
+        assert!(EntryTable::new().to_set_bytes(&h).is_err());
+        h = header("ok", 1);
+        h.thresholds = vec![(HashKind::Sha256, 1)];
+        assert!(EntryTable::new().to_set_bytes(&h).is_err());
+        h.thresholds = vec![(HashKind::Pdq, 65)];
+        assert!(EntryTable::new().to_set_bytes(&h).is_err());
+    }
+
+    #[test]
+    fn limits_on_entries() {
+        let mut t = EntryTable::new();
+        assert_eq!(
+            t.push(hv(HashKind::Md5, 0), &"c".repeat(256), ""),
+            Err(EntryError::CategoryTooLong(256))
+        );
+        assert_eq!(
+            t.push(hv(HashKind::Md5, 0), "", &"r".repeat(1025)),
+            Err(EntryError::ReferenceTooLong(1025))
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! Entries for `hashsieve hashset build`: CSV with the header `kind,hash,category,ref`, or the
+//! NDJSON that `hashsieve hash` prints (one entry per hash kind present in each record).
+//! Every bad row is reported with its file and line number.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::format::EntryTable;
+use crate::kinds::{HashKind, HashValue};
+
+/// A bad row, or the whole input being unreadable.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", .0.join("\n"))]
+    BadRows(Vec<String>),
+}
+
+/// At most this many bad rows are reported (the first ones); the rest are counted.
+const MAX_REPORTED: usize = 20;
+
+/// The `hashsieve hash` fields that become entries (a record can give several).
+#[derive(Deserialize)]
+struct HashRecord {
+    md5: Option<String>,
+    sha1: Option<String>,
+    sha256: Option<String>,
+    blake3: Option<String>,
+    pdq: Option<String>,
+    phash: Option<String>,
+    dhash: Option<String>,
+    ahash: Option<String>,
+    #[serde(default)]
+    category: String,
+    #[serde(default, rename = "ref")]
+    reference: String,
+}
+
+/// Reads entries from `path` (CSV or NDJSON, recognised by the first non-blank character)
+/// into `table`. Returns the number of rows read.
+pub fn read_entries(path: &Path, table: &mut EntryTable) -> Result<usize, InputError> {
+    let name = path.display().to_string();
+    let io = |source| InputError::Io {
+        path: name.clone(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let is_json = {
+        let buf = reader.fill_buf().map_err(io)?;
+        buf.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+    };
+    let mut errors = Vec::new();
+    let mut bad = 0usize;
+    let mut report = |line: u64, message: String| {
+        bad += 1;
+        if errors.len() < MAX_REPORTED {
+            errors.push(format!("{name}:{line}: {message}"));
+        }
+    };
+    let mut rows = 0usize;
+    if is_json {
+        for (i, line) in reader.lines().enumerate() {
+            let line_no = i as u64 + 1;
+            let line = line.map_err(io)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            rows += 1;
+            let record: HashRecord = match serde_json::from_str(&line) {
+                Ok(r) => r,
+                Err(e) => {
+                    report(line_no, format!("not a hashsieve hash record: {e}"));
+                    continue;
+                }
+            };
+            let fields = [
+                (HashKind::Md5, &record.md5),
+                (HashKind::Sha1, &record.sha1),
+                (HashKind::Sha256, &record.sha256),
+                (HashKind::Blake3, &record.blake3),
+                (HashKind::Pdq, &record.pdq),
+                (HashKind::Phash, &record.phash),
+                (HashKind::Dhash, &record.dhash),
+                (HashKind::Ahash, &record.ahash),
+            ];
+            for (kind, hex) in fields {
+                let Some(hex) = hex else { continue };
+                match HashValue::parse(kind, hex) {
+                    Ok(hash) => {
+                        if let Err(e) = table.push(hash, &record.category, &record.reference) {
+                            report(line_no, e.to_string());
+                        }
+                    }
+                    Err(e) => report(line_no, e.to_string()),
+                }
+            }
+        }
+    } else {
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(reader);
+        let headers = csv
+            .headers()
+            .map_err(|e| InputError::BadRows(vec![format!("{name}:1: {e}")]))?;
+        if headers.iter().collect::<Vec<_>>() != ["kind", "hash", "category", "ref"] {
+            return Err(InputError::BadRows(vec![format!(
+                "{name}:1: the header must be kind,hash,category,ref (got {:?})",
+                headers.iter().collect::<Vec<_>>().join(",")
+            )]));
+        }
+        let mut record = csv::StringRecord::new();
+        loop {
+            match csv.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    report(line, format!("unreadable CSV row: {e}"));
+                    if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            rows += 1;
+            let line = record.position().map_or(0, |p| p.line());
+            let kind = match record[0].trim().parse::<HashKind>() {
+                Ok(k) => k,
+                Err(e) => {
+                    report(line, e.to_string());
+                    continue;
+                }
+            };
+            match HashValue::parse(kind, record[1].trim()) {
+                Ok(hash) => {
+                    if let Err(e) = table.push(hash, &record[2], &record[3]) {
+                        report(line, e.to_string());
+                    }
+                }
+                Err(e) => report(line, e.to_string()),
+            }
+        }
+    }
+    if bad > 0 {
+        if bad > errors.len() {
+            errors.push(format!(
+                "{name}: {} more bad rows not shown",
+                bad - errors.len()
+            ));
+        }
+        return Err(InputError::BadRows(errors));
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<(usize, usize), InputError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entries");
+        std::fs::write(&path, text).unwrap();
+        let mut t = EntryTable::new();
+        let rows = read_entries(&path, &mut t)?;
+        Ok((rows, t.len()))
+    }
+
+    #[test]
+    fn csv_rows_become_entries() {
+        let csv = "kind,hash,category,ref\nmd5,D41D8CD98F00B204E9800998ECF8427E,,\nahash,00ff00ff00ff00ff,cat-a,r-1\n";
+        assert_eq!(read(csv).unwrap(), (2, 2));
+    }
+
+    #[test]
+    fn bad_csv_rows_are_reported_by_line() {
+        let csv = "kind,hash,category,ref\nmd5,abc,,\nsha512,00,,\npdq,zz,,\nahash,0000000000000000,x,y\n";
+        let err = read(csv).unwrap_err().to_string();
+        assert!(
+            err.contains("entries:2: md5 hash \"abc\" has 3 hex digits, expected 32"),
+            "{err}"
+        );
+        assert!(
+            err.contains("entries:3: unknown hash kind \"sha512\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("entries:4: pdq hash \"zz\" has a bad hex digit 'z' at position 1"),
+            "{err}"
+        );
+        assert!(!err.contains("entries:5"), "{err}");
+    }
+
+    #[test]
+    fn wrong_header_and_ragged_rows_are_errors() {
+        assert!(
+            read("hash,kind\n")
+                .unwrap_err()
+                .to_string()
+                .contains("header must be")
+        );
+        let err = read("kind,hash,category,ref\nmd5,00\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("entries:2"), "{err}");
+    }
+
+    #[test]
+    fn ndjson_records_give_one_entry_per_kind() {
+        let line = r#"{"path":"x.jpg","bytes":3,"md5":"900150983cd24fb0d6963f7d28e17f72","pdq":"00000000000000000000000000000000000000000000000000000000000000ff","pdq_quality":100,"ahash":"0000000000000001"}"#;
+        assert_eq!(read(&format!("{line}\n\n{line}\n")).unwrap(), (2, 6));
+        let err = read("{\"md5\":\"00\"}\n{not json}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("entries:1: md5 hash")
+                && err.contains("entries:2: not a hashsieve hash record"),
+            "{err}"
+        );
+    }
+}

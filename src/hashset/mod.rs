@@ -1,0 +1,112 @@
+//! Hash sets: the signed, versioned files list maintainers publish, and the deltas between
+//! versions. The byte format is specified in `docs/hashset-format.md`.
+//!
+//! - [`format`]: the canonical `.hset` bytes ([`HashSetFile`] parses and checks them,
+//!   [`EntryTable`] + [`Header`] produce them);
+//! - [`delta`]: `.hdelta` files (adds and removes from version N to N+1);
+//! - [`input`]: entries from CSV or `hashsieve hash` NDJSON, with errors by line number;
+//! - [`signing`]: detached minisign signatures whose trusted comment binds the file;
+//! - [`trust`]: the verifier that remembers accepted versions (rollback, replay, freeze).
+
+pub mod codec;
+pub mod delta;
+pub mod format;
+pub mod input;
+pub mod signing;
+pub mod trust;
+
+pub use format::{EntryRef, EntryTable, HashSetFile, Header};
+
+/// Why bytes are not a valid hash-set or delta file. Offsets are byte positions in the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("not a hashsieve {expected} file (bad magic bytes)")]
+    BadMagic { expected: &'static str },
+    #[error("unsupported format version {got} (this build reads version {supported})")]
+    UnsupportedVersion { got: u16, supported: u16 },
+    #[error("truncated at byte {offset}: {what} needs {needed} bytes, {available} left")]
+    Truncated {
+        what: &'static str,
+        offset: usize,
+        needed: usize,
+        available: usize,
+    },
+    #[error("{count} trailing bytes after the end of the file at byte {offset}")]
+    TrailingBytes { offset: usize, count: usize },
+    #[error("{what} at byte {offset} is {len} bytes long, the limit is {max}")]
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+        offset: usize,
+    },
+    #[error("{what} at byte {offset} is not valid UTF-8")]
+    BadUtf8 { what: &'static str, offset: usize },
+    #[error("content digest mismatch: the file says {stored}, its content hashes to {computed}")]
+    DigestMismatch { stored: String, computed: String },
+    #[error("invalid {what}: {detail}")]
+    Invalid { what: &'static str, detail: String },
+    #[error("not canonical: {detail}")]
+    NotCanonical { detail: String },
+}
+
+impl FormatError {
+    fn invalid(what: &'static str, detail: impl Into<String>) -> FormatError {
+        FormatError::Invalid {
+            what,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Limits on the variable-length fields; also enforced when building.
+pub mod limits {
+    /// List names: 1 to 64 bytes of `[a-z0-9._-]`, starting with a letter or digit.
+    pub const MAX_NAME: usize = 64;
+    pub const MAX_DESCRIPTION: usize = 64 * 1024;
+    pub const MAX_CATEGORY: usize = 255;
+    pub const MAX_REFERENCE: usize = 1024;
+    pub const MAX_CATEGORIES: usize = 65_535;
+}
+
+/// Checks a list name: it appears in file names and URLs, so it is kept boring.
+pub fn validate_list_name(name: &str) -> Result<(), FormatError> {
+    let ok_char =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if name.is_empty() || name.len() > limits::MAX_NAME || !first_ok || !name.chars().all(ok_char) {
+        return Err(FormatError::invalid(
+            "list name",
+            format!(
+                "{name:?}: use 1 to {} characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit",
+                limits::MAX_NAME
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 3339 text of a Unix time (UTC), as used in headers, comments and JSON.
+pub fn rfc3339(unix: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| format!("@{unix}"))
+}
+
+/// Parses RFC 3339 into Unix seconds.
+pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(text, &Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time (like 2026-12-31T00:00:00Z): {e}"))
+}
+
+/// The current Unix time in seconds.
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

@@ -1,0 +1,351 @@
+//! The verifier: a set or delta is used only after its size, signature, trusted comment,
+//! structure, expiry and version all check out, and the verifier remembers per list the
+//! highest version (and its digest) it accepted, so an old file cannot come back (rollback),
+//! the same file cannot be fed twice as news (replay), and a stale file is refused once it
+//! expires (freeze).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use minisign::PublicKey;
+use serde::{Deserialize, Serialize};
+
+use super::signing::{Published, SignatureError, check_comment, check_signature};
+use super::{FormatError, rfc3339};
+use crate::kinds::hex_lower;
+
+/// Files larger than this are refused unless the caller sets another limit (endless data).
+pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
+
+/// Why a published file was refused. Each refusal has its own variant and a message that
+/// names the file and says what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("{path}: no signature ({sig_path} is missing); every set and delta must be signed")]
+    MissingSignature { path: PathBuf, sig_path: PathBuf },
+    #[error("{path}: signature file is unreadable: {detail}")]
+    UnreadableSignature { path: PathBuf, detail: String },
+    #[error("{path}: signed by unknown key {key_id} (trusted keys: {trusted})")]
+    UnknownKey {
+        path: PathBuf,
+        key_id: String,
+        trusted: String,
+    },
+    #[error("{path}: bad signature: {detail}")]
+    BadSignature { path: PathBuf, detail: String },
+    #[error("{path}: trusted comment says {field} {in_comment:?} but the file has {in_file:?}")]
+    CommentMismatch {
+        path: PathBuf,
+        field: &'static str,
+        in_comment: String,
+        in_file: String,
+    },
+    #[error("{path}: {size} bytes is over the size limit of {limit} bytes")]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("{path}: {source}")]
+    Malformed {
+        path: PathBuf,
+        #[source]
+        source: FormatError,
+    },
+    #[error(
+        "{path}: list {list:?} version {got} is older than the accepted version {accepted} (rollback refused)"
+    )]
+    Rollback {
+        path: PathBuf,
+        list: String,
+        got: u64,
+        accepted: u64,
+    },
+    #[error("{path}: list {list:?} version {got} was already accepted (replay refused)")]
+    Replay {
+        path: PathBuf,
+        list: String,
+        got: u64,
+    },
+    #[error(
+        "{path}: list {list:?} version {version} expired at {expired_at} (refusing a frozen list)"
+    )]
+    Expired {
+        path: PathBuf,
+        list: String,
+        version: u64,
+        expired_at: String,
+    },
+    #[error("{path}: file is for list {got:?}, expected list {expected:?}")]
+    WrongList {
+        path: PathBuf,
+        expected: String,
+        got: String,
+    },
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the verifier trusts and when it is.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Keys allowed to sign (several during a key rotation).
+    pub keys: Vec<PublicKey>,
+    pub max_bytes: u64,
+    /// Unix seconds; expiry is checked against this.
+    pub now: i64,
+    /// When set, files for other lists are refused.
+    pub list: Option<String>,
+}
+
+impl Policy {
+    pub fn new(keys: Vec<PublicKey>) -> Policy {
+        Policy {
+            keys,
+            max_bytes: DEFAULT_MAX_BYTES,
+            now: super::now_unix(),
+            list: None,
+        }
+    }
+}
+
+/// Per list, the highest version accepted and its digest. Persisted as JSON, atomically.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustState {
+    pub lists: BTreeMap<String, Accepted>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Accepted {
+    pub version: u64,
+    /// Content digest of the accepted set (lowercase hex).
+    pub digest: String,
+    pub accepted_at: String,
+}
+
+/// Why the trust state could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid trust state: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl TrustState {
+    /// Loads the state; a missing file is an empty state (nothing accepted yet).
+    pub fn load(path: &Path) -> Result<TrustState, StateError> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Parse {
+                path: path.to_owned(),
+                source,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TrustState::default()),
+            Err(source) => Err(StateError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Saves atomically (temp file, fsync, rename).
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|source| StateError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        bytes.push(b'\n');
+        crate::fsutil::write_atomic(path, &bytes).map_err(|source| StateError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    pub fn accepted(&self, list: &str) -> Option<&Accepted> {
+        self.lists.get(list)
+    }
+
+    /// Records that `version` of `list` with `digest` was accepted.
+    pub fn record(&mut self, list: &str, version: u64, digest: [u8; 32], now: i64) {
+        self.lists.insert(
+            list.to_owned(),
+            Accepted {
+                version,
+                digest: hex_lower(&digest),
+                accepted_at: rfc3339(now),
+            },
+        );
+    }
+}
+
+/// Reads at most `limit` bytes of `path`; a longer file is refused without reading it all.
+pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, Refusal> {
+    let io = |source| Refusal::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let declared = file.metadata().map_err(io)?.len();
+    if declared > limit {
+        return Err(Refusal::TooLarge {
+            path: path.to_owned(),
+            size: declared,
+            limit,
+        });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
+    // The file may grow while we read (or be a pipe): never read past the limit.
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(Refusal::TooLarge {
+            path: path.to_owned(),
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// The conventional signature path: `FILE.minisig`.
+pub fn signature_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".minisig");
+    PathBuf::from(s)
+}
+
+/// Reads `path` and its `.minisig` and verifies them (see [`verify_bytes`]).
+pub fn verify_path(
+    path: &Path,
+    policy: &Policy,
+    state: Option<&TrustState>,
+) -> Result<Published, Refusal> {
+    let bytes = read_limited(path, policy.max_bytes)?;
+    let sig_path = signature_path(path);
+    let signature = match std::fs::read(&sig_path) {
+        Ok(s) if s.len() <= 64 * 1024 => Some(String::from_utf8_lossy(&s).into_owned()),
+        Ok(_) => {
+            return Err(Refusal::UnreadableSignature {
+                path: path.to_owned(),
+                detail: format!("{} is larger than 64 KiB", sig_path.display()),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(Refusal::Io {
+                path: sig_path,
+                source,
+            });
+        }
+    };
+    verify_bytes(path, bytes, signature.as_deref(), policy, state)
+}
+
+/// Verifies a published file: size, signature by a trusted key, structure, trusted comment,
+/// list, expiry, and (with `state`) a version above the accepted one. Untrusted bytes are
+/// parsed only after the signature checks out.
+pub fn verify_bytes(
+    path: &Path,
+    bytes: Vec<u8>,
+    signature: Option<&str>,
+    policy: &Policy,
+    state: Option<&TrustState>,
+) -> Result<Published, Refusal> {
+    let path = path.to_owned();
+    if bytes.len() as u64 > policy.max_bytes {
+        return Err(Refusal::TooLarge {
+            path,
+            size: bytes.len() as u64,
+            limit: policy.max_bytes,
+        });
+    }
+    let Some(signature) = signature else {
+        let sig_path = signature_path(&path);
+        return Err(Refusal::MissingSignature { path, sig_path });
+    };
+    let comment = check_signature(&bytes, signature, &policy.keys).map_err(|e| match e {
+        SignatureError::UnknownKey { key_id, trusted } => Refusal::UnknownKey {
+            path: path.clone(),
+            key_id,
+            trusted,
+        },
+        SignatureError::Unreadable(detail) => Refusal::UnreadableSignature {
+            path: path.clone(),
+            detail,
+        },
+        other => Refusal::BadSignature {
+            path: path.clone(),
+            detail: other.to_string(),
+        },
+    })?;
+    let published = Published::parse(bytes).map_err(|source| Refusal::Malformed {
+        path: path.clone(),
+        source,
+    })?;
+    check_comment(&comment, &published).map_err(|e| match e {
+        SignatureError::CommentMismatch {
+            field,
+            in_comment,
+            in_file,
+        } => Refusal::CommentMismatch {
+            path: path.clone(),
+            field,
+            in_comment,
+            in_file,
+        },
+        other => Refusal::BadSignature {
+            path: path.clone(),
+            detail: other.to_string(),
+        },
+    })?;
+    if let Some(expected) = &policy.list
+        && published.list() != expected
+    {
+        return Err(Refusal::WrongList {
+            path,
+            expected: expected.clone(),
+            got: published.list().to_owned(),
+        });
+    }
+    if published.expires() <= policy.now {
+        return Err(Refusal::Expired {
+            path,
+            list: published.list().to_owned(),
+            version: published.version(),
+            expired_at: rfc3339(published.expires()),
+        });
+    }
+    if let Some(accepted) = state.and_then(|s| s.accepted(published.list())) {
+        let got = published.version();
+        if got < accepted.version {
+            return Err(Refusal::Rollback {
+                path,
+                list: published.list().to_owned(),
+                got,
+                accepted: accepted.version,
+            });
+        }
+        if got == accepted.version {
+            return Err(Refusal::Replay {
+                path,
+                list: published.list().to_owned(),
+                got,
+            });
+        }
+    }
+    Ok(published)
+}
