@@ -5,8 +5,18 @@ use std::path::Path;
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed and
 /// fsynced, renamed over `path`, then the directory fsynced so the rename survives a crash.
-/// On error nothing is left behind (the temporary file is removed).
+/// On error nothing is left behind (the temporary file is removed). The file is readable by
+/// everyone (0644), like any published artifact.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+/// [`write_atomic`] for secrets: the file is private to its owner (0600) from the start.
+pub fn write_secret_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -15,6 +25,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .prefix(".hashsieve-")
         .suffix(".tmp")
         .tempfile_in(dir)?;
+    // Permissions are set before any byte is written, so a secret is never readable by others.
+    set_mode(tmp.as_file(), mode)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -22,6 +34,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn set_mode(file: &std::fs::File, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_file: &std::fs::File, _mode: u32) -> std::io::Result<()> {
     Ok(())
 }
 
@@ -41,6 +64,20 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn modes_are_public_or_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let public = dir.path().join("set.hset");
+        let secret = dir.path().join("key.sec");
+        write_atomic(&public, b"x").unwrap();
+        write_secret_atomic(&secret, b"y").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&public), 0o644);
+        assert_eq!(mode(&secret), 0o600);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use minisign::{KeyPair, PublicKey, SecretKey, SecretKeyBox};
 
 use super::Outcome;
-use crate::fsutil::write_atomic;
+use crate::fsutil::{write_atomic, write_secret_atomic};
 use crate::hashset::delta::{DeltaFile, diff};
 use crate::hashset::format::{EntryTable, HashSetFile, Header};
 use crate::hashset::input::read_entries;
@@ -293,9 +293,8 @@ pub(crate) fn keygen(args: KeygenArgs) -> anyhow::Result<Outcome> {
         .map_err(|e| anyhow!("{e}"))?
         .into_string();
     let pk_text = pair.pk.to_box().map_err(|e| anyhow!("{e}"))?.into_string();
-    write_atomic(&args.secret_key, sk_text.as_bytes())
+    write_secret_atomic(&args.secret_key, sk_text.as_bytes())
         .with_context(|| format!("{}: cannot write", args.secret_key.display()))?;
-    restrict_permissions(&args.secret_key)?;
     write_atomic(&args.public_key, pk_text.as_bytes())
         .with_context(|| format!("{}: cannot write", args.public_key.display()))?;
     eprintln!(
@@ -305,18 +304,6 @@ pub(crate) fn keygen(args: KeygenArgs) -> anyhow::Result<Outcome> {
         pair.pk.to_base64()
     );
     Ok(Outcome::Ok)
-}
-
-#[cfg(unix)]
-fn restrict_permissions(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("{}: cannot restrict permissions", path.display()))
-}
-
-#[cfg(not(unix))]
-fn restrict_permissions(_path: &Path) -> anyhow::Result<()> {
-    Ok(())
 }
 
 fn load_secret_key(path: &Path) -> anyhow::Result<SecretKey> {
