@@ -12,10 +12,12 @@
 //! | [`hashset`] | signed, versioned hash sets: format, deltas, signatures, trust state |
 //! | [`hashing`] | client-side hashing: streaming digests, decoding, PDQ, aHash/dHash/pHash |
 //! | [`kinds`] | hash kinds and values: parsing, display, Hamming distance |
+//! | [`index`] | the match index: exact tables and filters (perceptual search to come) |
 //! | [`fsutil`] | atomic file writes |
 
 pub mod cli;
 pub mod fsutil;
 pub mod hashing;
 pub mod hashset;
+pub mod index;
 pub mod kinds;

@@ -3,5 +3,6 @@
 mod conformance;
 mod examples;
 mod hash_cli;
+mod hashset_props;
 mod hashset_trust;
 mod util;

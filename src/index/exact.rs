@@ -1,0 +1,285 @@
+//! Exact lookups of fixed-size random keys (MD5, SHA-1, SHA-256, BLAKE3 digests).
+//!
+//! [`ExactTable`] is the sorted key column of a hash set (which the `.hset` format already
+//! stores sorted) plus a radix directory over the keys' leading bits: one directory read and
+//! one short scan of a handful of keys, usually two cache misses. Because cryptographic
+//! digests are uniformly distributed, the directory spreads them evenly; `benches/lookup.rs`
+//! compares this with `fst::Map` and `std::collections::HashMap` (see the README for why this
+//! layout won).
+//!
+//! [`ExactFilter`] is an optional binary-fuse filter (`xorf`) in front: about 9 bits per key,
+//! it answers most misses from a structure small enough to stay in cache.
+
+use std::ops::Range;
+
+use xorf::{BinaryFuse8, Filter};
+
+/// Sorted fixed-size keys with a radix directory. Equal keys (one hash under several
+/// references) are adjacent; a lookup returns the whole run.
+#[derive(Debug, Clone)]
+pub struct ExactTable {
+    key_len: usize,
+    keys: Vec<u8>,
+    /// Number of leading key bits the directory uses.
+    bits: u32,
+    /// `directory[p]` is the index of the first key whose leading `bits` bits are >= p;
+    /// it has `2^bits + 1` slots.
+    directory: Vec<u32>,
+}
+
+/// Why a table cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    #[error("key column of {len} bytes is not a whole number of {key_len}-byte keys")]
+    Ragged { len: usize, key_len: usize },
+    #[error("keys are not sorted at index {index}")]
+    Unsorted { index: usize },
+    #[error("{count} keys are more than a table holds (u32 indices)")]
+    TooMany { count: usize },
+}
+
+impl ExactTable {
+    /// Builds a table over `keys`: `key_len`-byte keys, concatenated, sorted ascending (as a
+    /// `.hset` section stores them). Checks the order rather than trusting it.
+    pub fn new(key_len: usize, keys: Vec<u8>) -> Result<ExactTable, TableError> {
+        if key_len < 4 || !keys.len().is_multiple_of(key_len) {
+            return Err(TableError::Ragged {
+                len: keys.len(),
+                key_len,
+            });
+        }
+        let count = keys.len() / key_len;
+        if u32::try_from(count).is_err() {
+            return Err(TableError::TooMany { count });
+        }
+        if let Some(index) = keys
+            .chunks_exact(key_len)
+            .zip(keys.chunks_exact(key_len).skip(1))
+            .position(|(a, b)| a > b)
+        {
+            return Err(TableError::Unsorted { index: index + 1 });
+        }
+        // About two keys per directory slot: the directory costs ~2 bytes per key and the scan
+        // after it touches one cache line.
+        let bits = (usize::BITS - count.leading_zeros())
+            .saturating_sub(1)
+            .clamp(4, 26);
+        let slots = 1usize << bits;
+        let mut directory = vec![0u32; slots + 1];
+        let mut next = 0usize;
+        for (i, key) in keys.chunks_exact(key_len).enumerate() {
+            let p = prefix(key, bits);
+            while next <= p {
+                directory[next] = i as u32;
+                next += 1;
+            }
+        }
+        for slot in directory.iter_mut().skip(next) {
+            *slot = count as u32;
+        }
+        Ok(ExactTable {
+            key_len,
+            keys,
+            bits,
+            directory,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len() / self.key_len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn key_len(&self) -> usize {
+        self.key_len
+    }
+
+    /// Indices of the keys equal to `key` (empty when absent).
+    #[inline]
+    pub fn lookup(&self, key: &[u8]) -> Range<usize> {
+        if key.len() != self.key_len {
+            return 0..0;
+        }
+        let p = prefix(key, self.bits);
+        let lo = self.directory[p] as usize;
+        let hi = self.directory[p + 1] as usize;
+        let len = self.key_len;
+        // A short scan: ~2 keys per slot on uniform digests.
+        let mut i = lo;
+        while i < hi {
+            let k = &self.keys[i * len..(i + 1) * len];
+            match k.cmp(key) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Equal => {
+                    let mut j = i + 1;
+                    while j < hi && &self.keys[j * len..(j + 1) * len] == key {
+                        j += 1;
+                    }
+                    return i..j;
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        0..0
+    }
+
+    /// Heap bytes used (keys + directory).
+    pub fn memory_bytes(&self) -> usize {
+        self.keys.len() + self.directory.len() * 4
+    }
+}
+
+/// The leading `bits` bits of a key (at most 32 bits, from its first four bytes).
+#[inline]
+fn prefix(key: &[u8], bits: u32) -> usize {
+    let head = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+    (head >> (32 - bits)) as usize
+}
+
+/// A probabilistic "definitely absent" test in front of an [`ExactTable`].
+#[derive(Debug, Clone)]
+pub struct ExactFilter {
+    state: FilterState,
+}
+
+#[derive(Debug, Clone)]
+enum FilterState {
+    /// No keys: everything is absent.
+    Empty,
+    Built(BinaryFuse8),
+    /// Construction failed (it can, rarely): every key must be looked up.
+    PassAll,
+}
+
+impl ExactFilter {
+    /// Builds a filter over the keys of `table` (empty tables get a filter that rejects all).
+    pub fn new(table: &ExactTable) -> ExactFilter {
+        let mut fingerprints: Vec<u64> = table
+            .keys
+            .chunks_exact(table.key_len)
+            .map(fingerprint)
+            .collect();
+        // Distinct keys can share a fingerprint; binary fuse construction needs unique input.
+        fingerprints.sort_unstable();
+        fingerprints.dedup();
+        let state = if fingerprints.is_empty() {
+            FilterState::Empty
+        } else {
+            BinaryFuse8::try_from(&fingerprints).map_or(FilterState::PassAll, FilterState::Built)
+        };
+        ExactFilter { state }
+    }
+
+    /// `false` means the key is certainly absent; `true` means "look it up" (about 0.4% of
+    /// absent keys also say `true`). A filter that could not be built passes everything.
+    #[inline]
+    pub fn may_contain(&self, key: &[u8]) -> bool {
+        match &self.state {
+            FilterState::Built(f) => f.contains(&fingerprint(key)),
+            FilterState::Empty => false,
+            FilterState::PassAll => true,
+        }
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        match &self.state {
+            FilterState::Built(f) => f.fingerprints.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// 64 bits taken from the key: digests are uniform, and the filter mixes them again.
+#[inline]
+fn fingerprint(key: &[u8]) -> u64 {
+    let mut raw = [0u8; 8];
+    for (d, s) in raw.iter_mut().zip(key.iter().skip(4)) {
+        *d = *s;
+    }
+    u64::from_le_bytes(raw) ^ u64::from(u32::from_be_bytes([key[0], key[1], key[2], key[3]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(n: usize, len: usize, seed: u64) -> Vec<Vec<u8>> {
+        let mut x = seed | 1;
+        let mut out: Vec<Vec<u8>> = (0..n)
+            .map(|_| {
+                (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn finds_every_key_and_runs_of_duplicates() {
+        for (n, len) in [(0, 16), (1, 20), (37, 32), (5000, 16)] {
+            let mut ks = keys(n, len, n as u64 + 3);
+            if n > 10 {
+                let dup = ks[7].clone();
+                ks.insert(7, dup.clone());
+                ks.insert(7, dup);
+            }
+            let table = ExactTable::new(len, ks.concat()).unwrap();
+            let filter = ExactFilter::new(&table);
+            for (i, k) in ks.iter().enumerate() {
+                let r = table.lookup(k);
+                assert!(r.contains(&i), "n={n} i={i} {r:?}");
+                assert!(r.clone().all(|j| &ks[j] == k));
+                assert!(filter.may_contain(k), "filters have no false negatives");
+            }
+            if n > 10 {
+                assert_eq!(table.lookup(&ks[7]).len(), 3);
+            }
+            let absent = keys(200, len, 999_999);
+            let mut false_positives = 0;
+            for k in &absent {
+                if !ks.contains(k) {
+                    assert!(table.lookup(k).is_empty());
+                    false_positives += usize::from(filter.may_contain(k));
+                }
+            }
+            assert!(false_positives <= 10, "{false_positives}");
+            assert!(table.lookup(&[0u8; 3]).is_empty(), "wrong length is absent");
+        }
+    }
+
+    #[test]
+    fn extreme_keys_are_found() {
+        let ks = [vec![0u8; 16], vec![0x80; 16], vec![0xff; 16]];
+        let table = ExactTable::new(16, ks.concat()).unwrap();
+        for (i, k) in ks.iter().enumerate() {
+            assert_eq!(table.lookup(k), i..i + 1);
+        }
+    }
+
+    #[test]
+    fn unsorted_or_ragged_input_is_refused() {
+        assert_eq!(
+            ExactTable::new(16, vec![0; 17]).unwrap_err(),
+            TableError::Ragged {
+                len: 17,
+                key_len: 16
+            }
+        );
+        let mut ks = keys(10, 16, 5);
+        ks.swap(2, 3);
+        assert!(matches!(
+            ExactTable::new(16, ks.concat()),
+            Err(TableError::Unsorted { .. })
+        ));
+    }
+}
