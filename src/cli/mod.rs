@@ -5,6 +5,7 @@
 
 mod hash;
 mod hashset;
+mod matching;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +30,9 @@ enum Command {
     /// Build, sign, verify, inspect, diff and apply hash sets.
     #[command(subcommand)]
     Hashset(hashset::HashsetCommand),
+    /// Match hashes against signed hash sets offline: one NDJSON verdict per query, in input
+    /// order. Exit 0 no match, 1 some match (or a set refused), 2 usage or input error.
+    Match(matching::MatchArgs),
     /// Hash files and directories locally; prints one NDJSON record per file.
     ///
     /// Directories are walked recursively in a stable (sorted) order. A file that cannot be
@@ -86,6 +90,7 @@ pub fn main() -> ExitCode {
         Command::Hash(args) => hash::run(args),
         Command::Keygen(args) => hashset::keygen(args),
         Command::Hashset(cmd) => hashset::run(cmd),
+        Command::Match(args) => matching::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

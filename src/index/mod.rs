@@ -1,5 +1,324 @@
 //! The match index: built only from verified hash sets, immutable once built.
 //!
-//! - [`exact`]: sorted digests with a radix directory, and a binary-fuse prefilter.
+//! - [`exact`]: sorted digests with a radix directory, and a binary-fuse prefilter;
+//! - [`hamming`]: multi-index hashing for PDQ and the 64-bit perceptual hashes;
+//! - [`query`]: parsing queries (`kind:hex[:quality]` lines, `hashsieve hash` records).
+//!
+//! [`Index`] holds, per list and per kind, the structure for that kind, and answers batches
+//! of queries ([`Index::match_batch`]) with one [`Verdict`] per query: every entry within the
+//! list's threshold, with list, version, category, reference and distance, sorted by distance.
 
 pub mod exact;
+pub mod hamming;
+pub mod query;
+
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::hashing::pdq::MIN_TRUSTED_QUALITY;
+use crate::hashset::format::{HashSetFile, Section};
+use crate::kinds::{HashKind, HashValue};
+use exact::{ExactFilter, ExactTable};
+use hamming::HammingIndex;
+
+/// One hash to look up. PDQ hashes may carry their quality (0..=100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query {
+    pub hash: HashValue,
+    pub quality: Option<u8>,
+}
+
+/// One list entry that matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Match {
+    pub list: Arc<str>,
+    pub version: u64,
+    #[serde(serialize_with = "serialize_kind")]
+    pub kind: HashKind,
+    pub category: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub distance: u32,
+}
+
+fn serialize_kind<S: serde::Serializer>(kind: &HashKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.name())
+}
+
+/// The decision for one query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Match,
+    NoMatch,
+    /// A PDQ hash whose quality is under 50: too featureless to trust either way. Matches
+    /// found are still listed so an operator can look, but they are not a verdict.
+    LowQuality,
+}
+
+/// The answer to one query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub verdict: Decision,
+    pub matches: Vec<Match>,
+}
+
+/// Why an index cannot be built from a set.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    Table(#[from] exact::TableError),
+    #[error(transparent)]
+    Hamming(#[from] hamming::HammingError),
+}
+
+/// All lists, each at one version, ready to answer queries.
+#[derive(Debug, Default)]
+pub struct Index {
+    lists: Vec<ListIndex>,
+}
+
+#[derive(Debug)]
+struct ListIndex {
+    name: Arc<str>,
+    version: u64,
+    set: Arc<HashSetFile>,
+    kinds: Vec<KindIndex>,
+}
+
+#[derive(Debug)]
+struct KindIndex {
+    kind: HashKind,
+    section: Section,
+    threshold: u32,
+    search: KindSearch,
+}
+
+#[derive(Debug)]
+enum KindSearch {
+    Exact {
+        table: ExactTable,
+        filter: ExactFilter,
+    },
+    /// Codes are the section's distinct hashes; `starts[i]..starts[i + 1]` are the entries
+    /// (in section order) that carry code `i`.
+    Perceptual {
+        index: HammingIndex,
+        starts: Vec<u32>,
+    },
+}
+
+impl Index {
+    /// Builds the index over already verified sets (see [`crate::hashset::trust`]). Each set
+    /// is one list; a list's thresholds come from its header, capped at the kind's maximum.
+    pub fn build(sets: Vec<Arc<HashSetFile>>) -> Result<Index, IndexError> {
+        let lists = sets
+            .into_par_iter()
+            .map(|set| {
+                let mut kinds = Vec::new();
+                for section in set.sections() {
+                    let kind = section.kind;
+                    let hashes = set.hashes(section);
+                    let search = if kind.is_perceptual() {
+                        // Sections are sorted by hash, so equal codes are adjacent.
+                        let len = kind.byte_len();
+                        let mut codes = Vec::new();
+                        let mut starts = Vec::new();
+                        for (i, h) in hashes.chunks_exact(len).enumerate() {
+                            if i == 0 || &hashes[(i - 1) * len..i * len] != h {
+                                codes.extend_from_slice(h);
+                                starts.push(i as u32);
+                            }
+                        }
+                        starts.push(section.count as u32);
+                        KindSearch::Perceptual {
+                            index: HammingIndex::new(kind.bit_len() as usize, &codes)?,
+                            starts,
+                        }
+                    } else {
+                        let table = ExactTable::new(kind.byte_len(), hashes.to_vec())?;
+                        let filter = ExactFilter::new(&table);
+                        KindSearch::Exact { table, filter }
+                    };
+                    kinds.push(KindIndex {
+                        kind,
+                        section: section.clone(),
+                        threshold: set.header().threshold(kind).min(kind.max_threshold()),
+                        search,
+                    });
+                }
+                Ok(ListIndex {
+                    name: Arc::from(set.header().name.as_str()),
+                    version: set.header().version,
+                    set,
+                    kinds,
+                })
+            })
+            .collect::<Result<Vec<_>, IndexError>>()?;
+        Ok(Index { lists })
+    }
+
+    /// Total number of entries indexed.
+    pub fn entries(&self) -> usize {
+        self.lists.iter().map(|l| l.set.len()).sum()
+    }
+
+    /// The lists and versions served.
+    pub fn lists(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.lists.iter().map(|l| (&*l.name, l.version))
+    }
+
+    /// Answers a batch of queries, one verdict per query in the same order. Large batches are
+    /// split over the rayon thread pool.
+    pub fn match_batch(&self, queries: &[Query]) -> Vec<Verdict> {
+        if queries.len() >= 256 {
+            queries.par_iter().map(|q| self.match_one(q)).collect()
+        } else {
+            queries.iter().map(|q| self.match_one(q)).collect()
+        }
+    }
+
+    /// Answers one query.
+    pub fn match_one(&self, query: &Query) -> Verdict {
+        let kind = query.hash.kind();
+        let mut matches = Vec::new();
+        for list in &self.lists {
+            for k in list.kinds.iter().filter(|k| k.kind == kind) {
+                let mut push = |entry: usize, distance: u32| {
+                    let e = list.set.entry(&k.section, entry);
+                    matches.push(Match {
+                        list: Arc::clone(&list.name),
+                        version: list.version,
+                        kind,
+                        category: e.category.to_owned(),
+                        reference: e.reference.to_owned(),
+                        distance,
+                    });
+                };
+                match &k.search {
+                    KindSearch::Exact { table, filter } => {
+                        let key = query.hash.as_bytes();
+                        if filter.may_contain(key) {
+                            for entry in table.lookup(key) {
+                                push(entry, 0);
+                            }
+                        }
+                    }
+                    KindSearch::Perceptual { index, starts } => {
+                        for (code, distance) in index.search(query.hash.as_bytes(), k.threshold) {
+                            let code = code as usize;
+                            for entry in starts[code] as usize..starts[code + 1] as usize {
+                                push(entry, distance);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        matches.sort_by(|a, b| {
+            (a.distance, &a.list, &a.category, &a.reference).cmp(&(
+                b.distance,
+                &b.list,
+                &b.category,
+                &b.reference,
+            ))
+        });
+        let low_quality =
+            kind == HashKind::Pdq && query.quality.is_some_and(|q| q < MIN_TRUSTED_QUALITY);
+        let verdict = if low_quality {
+            Decision::LowQuality
+        } else if matches.is_empty() {
+            Decision::NoMatch
+        } else {
+            Decision::Match
+        };
+        Verdict { verdict, matches }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hashset::format::{EntryTable, Header};
+
+    fn set(
+        name: &str,
+        version: u64,
+        entries: &[(HashKind, &str, &str, &str)],
+        pdq_t: u32,
+    ) -> Arc<HashSetFile> {
+        let mut t = EntryTable::new();
+        for &(kind, hex, cat, r) in entries {
+            t.push(HashValue::parse(kind, hex).unwrap(), cat, r)
+                .unwrap();
+        }
+        let header = Header {
+            name: name.into(),
+            version,
+            created: 0,
+            expires: 1,
+            description: String::new(),
+            thresholds: vec![(HashKind::Pdq, pdq_t)],
+        };
+        Arc::new(HashSetFile::parse(t.to_set_bytes(&header).unwrap().0).unwrap())
+    }
+
+    #[test]
+    fn exact_and_perceptual_matches_with_lists_refs_and_distances() {
+        let pdq = "f".repeat(64);
+        let pdq_near = format!("{}0", "f".repeat(63)); // 4 bits away
+        let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+        let a = set(
+            "alpha",
+            3,
+            &[
+                (HashKind::Pdq, &pdq, "c1", "A-1"),
+                (HashKind::Pdq, &pdq, "c1", "A-2"),
+                (HashKind::Md5, md5, "", "A-3"),
+            ],
+            31,
+        );
+        let b = set("beta", 7, &[(HashKind::Pdq, &pdq_near, "c2", "B-1")], 3);
+        let index = Index::build(vec![a, b]).unwrap();
+        assert_eq!(index.entries(), 4);
+        let q = |kind, hex: &str, quality| Query {
+            hash: HashValue::parse(kind, hex).unwrap(),
+            quality,
+        };
+        let verdicts = index.match_batch(&[
+            q(HashKind::Pdq, &pdq, Some(100)),
+            q(HashKind::Md5, md5, None),
+            q(HashKind::Md5, &"0".repeat(32), None),
+            q(HashKind::Pdq, &pdq, Some(20)),
+        ]);
+        let v = &verdicts[0];
+        assert_eq!(v.verdict, Decision::Match);
+        // Both alpha entries at distance 0; beta's entry is 4 bits away, over its threshold 3.
+        let refs: Vec<(&str, u32)> = v
+            .matches
+            .iter()
+            .map(|m| (m.reference.as_str(), m.distance))
+            .collect();
+        assert_eq!(refs, [("A-1", 0), ("A-2", 0)]);
+        assert_eq!((&*v.matches[0].list, v.matches[0].version), ("alpha", 3));
+        assert_eq!(verdicts[1].matches.len(), 1);
+        assert_eq!(verdicts[1].matches[0].reference, "A-3");
+        assert_eq!(verdicts[2].verdict, Decision::NoMatch);
+        assert_eq!(verdicts[3].verdict, Decision::LowQuality);
+        // The near hash is found in alpha at distance 4, and in beta at 0.
+        let near = index.match_one(&q(HashKind::Pdq, &pdq_near, None));
+        let found: Vec<(&str, u32)> = near
+            .matches
+            .iter()
+            .map(|m| (&*m.list, m.distance))
+            .collect();
+        assert_eq!(found, [("beta", 0), ("alpha", 4), ("alpha", 4)]);
+        let json = serde_json::to_string(&near.matches[0]).unwrap();
+        assert_eq!(
+            json,
+            r#"{"list":"beta","version":7,"kind":"pdq","category":"c2","ref":"B-1","distance":0}"#
+        );
+    }
+}

@@ -5,4 +5,5 @@ mod examples;
 mod hash_cli;
 mod hashset_props;
 mod hashset_trust;
+mod index_match;
 mod util;

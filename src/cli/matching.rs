@@ -1,0 +1,147 @@
+//! `hashsieve match --hashset SET... --public-key KEY [--stats] [INPUT|-]`: offline matching
+//! against verified sets, no server.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, anyhow, bail};
+use serde::Serialize;
+
+use super::Outcome;
+use crate::hashset::signing::{Published, parse_public_key};
+use crate::hashset::trust::{self, Policy};
+use crate::index::query::parse_line;
+use crate::index::{Decision, Index, Match, Query};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct MatchArgs {
+    /// A signed hash set to match against (repeatable); each is verified first.
+    #[arg(long = "hashset", value_name = "SET", required = true)]
+    hashsets: Vec<PathBuf>,
+    /// The public key the sets must be signed with (repeat during a key rotation).
+    #[arg(long = "public-key", value_name = "FILE", required = true)]
+    public_keys: Vec<PathBuf>,
+    /// Print {"entries","build_s","queries","query_s","qps"} to stderr after the run.
+    #[arg(long)]
+    stats: bool,
+    /// Queries: `kind:hex[:quality]` lines or `hashsieve hash` NDJSON; `-` or nothing for stdin.
+    #[arg(value_name = "INPUT")]
+    input: Option<PathBuf>,
+}
+
+/// Queries are read and matched this many at a time, so memory stays flat on any input size.
+const BATCH: usize = 65_536;
+
+#[derive(Serialize)]
+struct QueryOut {
+    kind: &'static str,
+    hash: String,
+}
+
+#[derive(Serialize)]
+struct VerdictOut<'a> {
+    query: QueryOut,
+    verdict: Decision,
+    matches: &'a [Match],
+}
+
+pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
+    let keys = args
+        .public_keys
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read", p.display()))?;
+            parse_public_key(&text).map_err(|e| anyhow!("{}: {e}", p.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let policy = Policy::new(keys);
+    let started = Instant::now();
+    let mut sets = Vec::new();
+    for path in &args.hashsets {
+        match trust::verify_path(path, &policy, None) {
+            Ok(Published::Set(set)) => sets.push(Arc::new(set)),
+            Ok(Published::Delta(_)) => bail!(
+                "{}: is a delta; match needs full sets (hashsieve hashset apply BASE DELTA -o NEW.hset)",
+                path.display()
+            ),
+            Err(refusal) => {
+                eprintln!("hashsieve: refused: {refusal:#}");
+                return Ok(Outcome::Finding);
+            }
+        }
+    }
+    let index = Index::build(sets).context("building the index")?;
+    let build_s = started.elapsed().as_secs_f64();
+
+    let (name, reader): (String, Box<dyn BufRead>) = match &args.input {
+        None => ("<stdin>".into(), Box::new(std::io::stdin().lock())),
+        Some(p) if p.as_os_str() == "-" => ("<stdin>".into(), Box::new(std::io::stdin().lock())),
+        Some(p) => (
+            p.display().to_string(),
+            Box::new(std::io::BufReader::new(
+                std::fs::File::open(p).with_context(|| format!("{}: cannot read", p.display()))?,
+            )),
+        ),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut batch: Vec<Query> = Vec::with_capacity(BATCH);
+    let (mut queries, mut matched, mut bad_lines) = (0usize, 0usize, 0usize);
+    let mut query_s = 0.0f64;
+    let mut flush = |batch: &mut Vec<Query>, out: &mut dyn Write| -> anyhow::Result<()> {
+        let t = Instant::now();
+        let verdicts = index.match_batch(batch);
+        query_s += t.elapsed().as_secs_f64();
+        for (q, v) in batch.iter().zip(&verdicts) {
+            matched += usize::from(v.verdict == Decision::Match);
+            let line = VerdictOut {
+                query: QueryOut {
+                    kind: q.hash.kind().name(),
+                    hash: q.hash.to_hex(),
+                },
+                verdict: v.verdict,
+                matches: &v.matches,
+            };
+            serde_json::to_writer(&mut *out, &line)?;
+            out.write_all(b"\n")?;
+        }
+        queries += batch.len();
+        batch.clear();
+        Ok(())
+    };
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("{name}: cannot read"))?;
+        match parse_line(&line) {
+            Ok(qs) => batch.extend(qs),
+            Err(e) => {
+                bad_lines += 1;
+                eprintln!("hashsieve: {name}:{}: {e}", i + 1);
+            }
+        }
+        if batch.len() >= BATCH {
+            flush(&mut batch, &mut out)?;
+        }
+    }
+    flush(&mut batch, &mut out)?;
+    out.flush()?;
+    if args.stats {
+        let stats = serde_json::json!({
+            "entries": index.entries(),
+            "build_s": build_s,
+            "queries": queries,
+            "query_s": query_s,
+            "qps": if query_s > 0.0 { queries as f64 / query_s } else { 0.0 },
+        });
+        eprintln!("{stats}");
+    }
+    Ok(if bad_lines > 0 {
+        Outcome::IoTrouble
+    } else if matched > 0 {
+        Outcome::Finding
+    } else {
+        Outcome::Ok
+    })
+}

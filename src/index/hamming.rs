@@ -1,0 +1,331 @@
+//! Hamming-distance range search with exact recall: every code within the threshold is found.
+//!
+//! Multi-index hashing with the generalised pigeonhole principle: the code is split into `m`
+//! chunks; if two codes are within distance `t`, then for any radii `r_i` with
+//! `sum(r_i + 1) >= t + 1`, at least one chunk `i` differs by at most `r_i` bits. So for each
+//! chunk we enumerate every value within its radius of the query's chunk, look those values
+//! up in a table of the indexed codes sorted by that chunk, and verify each candidate's full
+//! distance. With `t = q*m + s`, `s + 1` chunks get radius `q` and the others `q - 1` (chunks
+//! with radius -1 are skipped), the cheapest radii that keep recall exact.
+//!
+//! Layout choices, all measured in `benches/hamming.rs`:
+//! - chunk width grows with the number of codes (about `log2(n) - 2` bits, at least 8 and at
+//!   most 16 for 64-bit codes, 24 for 256-bit), so a bucket holds about one code and each
+//!   directory costs a few bytes per code;
+//! - identical codes are stored once (a list holding the same hash under many references
+//!   must not crowd the buckets); callers map a code index back to its entries;
+//! - codes are `u64` words, verified with `popcnt` (the crate targets x86-64-v2).
+
+/// A set of fixed-width binary codes (64 or 256 bits) indexed for range search.
+#[derive(Debug, Clone)]
+pub struct HammingIndex {
+    /// u64 words per code (1 or 4).
+    words: usize,
+    /// Codes, `words` words each, in the caller's order (unique).
+    codes: Vec<u64>,
+    chunks: Vec<ChunkTable>,
+}
+
+#[derive(Debug, Clone)]
+struct ChunkTable {
+    /// First bit of the chunk (bit 0 = most significant bit of word 0).
+    start: u32,
+    width: u32,
+    /// `directory[v]..directory[v + 1]` are the positions in `ids` of codes whose chunk is `v`.
+    directory: Vec<u32>,
+    /// Code indices sorted by chunk value.
+    ids: Vec<u32>,
+}
+
+/// Why an index cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HammingError {
+    #[error("codes must be 64 or 256 bits, got {0}")]
+    UnsupportedWidth(usize),
+    #[error("{0} codes are more than an index holds (u32 indices)")]
+    TooMany(usize),
+}
+
+impl HammingIndex {
+    /// Indexes `codes` (big-endian bytes, `bits / 8` each, concatenated; callers pass unique
+    /// codes). Code `i` is reported as index `i`.
+    pub fn new(bits: usize, codes: &[u8]) -> Result<HammingIndex, HammingError> {
+        let words = match bits {
+            64 => 1,
+            256 => 4,
+            other => return Err(HammingError::UnsupportedWidth(other)),
+        };
+        let bytes = bits / 8;
+        let n = codes.len() / bytes;
+        if u32::try_from(n).is_err() {
+            return Err(HammingError::TooMany(n));
+        }
+        let codes: Vec<u64> = codes
+            .chunks_exact(8)
+            .map(|w| u64::from_be_bytes(w.try_into().unwrap_or([0; 8])))
+            .collect();
+        let max_width = if words == 1 { 16 } else { 24 };
+        let width = (usize::BITS - n.leading_zeros())
+            .saturating_sub(2)
+            .clamp(8, max_width);
+        let m = (bits as u32).div_ceil(width);
+        // Spread the bits as evenly as possible over m chunks.
+        let base = bits as u32 / m;
+        let wider = bits as u32 % m;
+        let mut chunks = Vec::with_capacity(m as usize);
+        let mut start = 0;
+        for i in 0..m {
+            let w = base + u32::from(i < wider);
+            chunks.push(ChunkTable::build(&codes, words, start, w));
+            start += w;
+        }
+        Ok(HammingIndex {
+            words,
+            codes,
+            chunks,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.codes.len() / self.words
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+
+    /// Heap bytes used by codes, directories and id tables.
+    pub fn memory_bytes(&self) -> usize {
+        self.codes.len() * 8
+            + self
+                .chunks
+                .iter()
+                .map(|c| c.directory.len() * 4 + c.ids.len() * 4)
+                .sum::<usize>()
+    }
+
+    /// Number of chunks (tables).
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Calls `found(code_index, distance)` for every code within `threshold` of `query`
+    /// (big-endian bytes). A code may be reported more than once (found through several
+    /// chunks); [`HammingIndex::search`] deduplicates.
+    pub fn search_each(&self, query: &[u8], threshold: u32, mut found: impl FnMut(u32, u32)) {
+        if self.is_empty() || query.len() != self.words * 8 {
+            return;
+        }
+        let mut q = [0u64; 4];
+        for (w, bytes) in q.iter_mut().zip(query.chunks_exact(8)) {
+            *w = u64::from_be_bytes(bytes.try_into().unwrap_or([0; 8]));
+        }
+        let q = &q[..self.words];
+        let m = self.chunks.len() as u32;
+        let (quotient, rest) = (threshold / m, threshold % m);
+        let mut candidates: Vec<u32> = Vec::new();
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            // The first `rest + 1` chunks get radius `quotient`, the others one less.
+            let radius = if (i as u32) <= rest {
+                quotient as i64
+            } else {
+                quotient as i64 - 1
+            };
+            if radius < 0 {
+                continue;
+            }
+            let value = chunk.value_of(q);
+            let radius = (radius as u32).min(chunk.width);
+            for_each_within(value, chunk.width, radius, |probe| {
+                let lo = chunk.directory[probe as usize] as usize;
+                let hi = chunk.directory[probe as usize + 1] as usize;
+                candidates.extend_from_slice(&chunk.ids[lo..hi]);
+            });
+        }
+        // Verify in one tight loop: the loads of different candidates are independent, so
+        // the CPU overlaps their cache misses (measured: 5.6k -> 8.8k queries/s at 1 M codes
+        // against verifying bucket by bucket; sorting the ids first was slower, 6.7k).
+        for &id in &candidates {
+            let code = &self.codes[id as usize * self.words..(id as usize + 1) * self.words];
+            let d = distance(code, q);
+            if d <= threshold {
+                found(id, d);
+            }
+        }
+    }
+
+    /// Every code within `threshold` of `query`, as `(code_index, distance)` sorted by
+    /// distance then index, without repeats.
+    pub fn search(&self, query: &[u8], threshold: u32) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        self.search_each(query, threshold, |id, d| out.push((d, id)));
+        out.sort_unstable();
+        out.dedup();
+        out.into_iter().map(|(d, id)| (id, d)).collect()
+    }
+}
+
+impl ChunkTable {
+    fn build(codes: &[u64], words: usize, start: u32, width: u32) -> ChunkTable {
+        let n = codes.len() / words;
+        let slots = 1usize << width;
+        let mut counts = vec![0u32; slots + 1];
+        let values: Vec<u32> = codes
+            .chunks_exact(words)
+            .map(|code| extract(code, start, width))
+            .collect();
+        for &v in &values {
+            counts[v as usize + 1] += 1;
+        }
+        for i in 1..counts.len() {
+            counts[i] += counts[i - 1];
+        }
+        let directory = counts.clone();
+        let mut next = counts;
+        let mut ids = vec![0u32; n];
+        for (id, &v) in values.iter().enumerate() {
+            let slot = &mut next[v as usize];
+            ids[*slot as usize] = id as u32;
+            *slot += 1;
+        }
+        ChunkTable {
+            start,
+            width,
+            directory,
+            ids,
+        }
+    }
+
+    fn value_of(&self, code: &[u64]) -> u32 {
+        extract(code, self.start, self.width)
+    }
+}
+
+/// Bits `start..start + width` of a code (bit 0 = most significant bit of word 0).
+#[inline]
+fn extract(code: &[u64], start: u32, width: u32) -> u32 {
+    let word = (start / 64) as usize;
+    let offset = start % 64;
+    // Join the word with the next one so chunks may straddle a word boundary.
+    let hi = u128::from(code[word]) << 64;
+    let lo = code.get(word + 1).map_or(0u128, |&w| u128::from(w));
+    let joined = hi | lo;
+    let shifted = joined >> (128 - offset - width);
+    (shifted as u32) & ((1u32 << width) - 1)
+}
+
+#[inline]
+fn distance(a: &[u64], b: &[u64]) -> u32 {
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+}
+
+/// Calls `f` for every `width`-bit value within Hamming distance `radius` of `value`.
+fn for_each_within(value: u32, width: u32, radius: u32, mut f: impl FnMut(u32)) {
+    f(value);
+    // Masks of exactly k bits, k = 1..=radius, in increasing order (Gosper's hack).
+    for k in 1..=radius {
+        let mut mask: u64 = (1u64 << k) - 1;
+        let limit = 1u64 << width;
+        while mask < limit {
+            f(value ^ mask as u32);
+            let c = mask & mask.wrapping_neg();
+            let r = mask + c;
+            mask = (((r ^ mask) >> 2) / c) | r;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_codes(n: usize, bytes: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n * bytes)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    fn brute(codes: &[u8], bytes: usize, q: &[u8], t: u32) -> Vec<(u32, u32)> {
+        let mut out: Vec<(u32, u32)> = codes
+            .chunks_exact(bytes)
+            .enumerate()
+            .map(|(i, c)| (i as u32, crate::kinds::hamming_bytes(c, q)))
+            .filter(|&(_, d)| d <= t)
+            .collect();
+        out.sort_by_key(|&(i, d)| (d, i));
+        out
+    }
+
+    #[test]
+    fn enumerates_exactly_the_ball() {
+        for (width, radius) in [(8, 0), (8, 2), (12, 3), (16, 1)] {
+            let mut seen = Vec::new();
+            for_each_within(0b1010, width, radius, |v| seen.push(v));
+            let expected: Vec<u32> = (0..1u32 << width)
+                .filter(|v| (v ^ 0b1010).count_ones() <= radius)
+                .collect();
+            seen.sort_unstable();
+            assert_eq!(seen, expected, "width {width} radius {radius}");
+        }
+    }
+
+    #[test]
+    fn extract_straddles_words() {
+        let code = [0x0123_4567_89ab_cdefu64, 0xfedc_ba98_7654_3210, 0, 0];
+        assert_eq!(extract(&code, 0, 16), 0x0123);
+        assert_eq!(extract(&code, 56, 16), 0xeffe);
+        assert_eq!(extract(&code, 60, 8), 0xff);
+    }
+
+    #[test]
+    fn exact_recall_against_brute_force() {
+        for (bits, n, thresholds) in [
+            (256usize, 3000usize, &[0u32, 1, 8, 31, 32, 64][..]),
+            (64, 2000, &[0, 3, 8, 16][..]),
+        ] {
+            let bytes = bits / 8;
+            let mut codes = random_codes(n, bytes, bits as u64);
+            // Plant near neighbours of the first queries.
+            let queries = random_codes(20, bytes, 77);
+            for (qi, q) in queries.chunks_exact(bytes).enumerate() {
+                let mut near = q.to_vec();
+                for b in 0..(qi % 12) {
+                    near[(b * 7) % bytes] ^= 1 << (b % 8);
+                }
+                codes[qi * bytes..(qi + 1) * bytes].copy_from_slice(&near);
+            }
+            let index = HammingIndex::new(bits, &codes).unwrap();
+            for q in queries.chunks_exact(bytes) {
+                for &t in thresholds {
+                    assert_eq!(
+                        index.search(q, t),
+                        brute(&codes, bytes, q, t),
+                        "bits {bits} t {t}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_and_wrong_width() {
+        let index = HammingIndex::new(256, &[]).unwrap();
+        assert!(index.search(&[0; 32], 31).is_empty());
+        assert_eq!(
+            HammingIndex::new(128, &[]).unwrap_err(),
+            HammingError::UnsupportedWidth(128)
+        );
+        let index = HammingIndex::new(64, &[0; 8]).unwrap();
+        assert!(
+            index.search(&[0; 32], 3).is_empty(),
+            "a query of the wrong width matches nothing"
+        );
+        assert_eq!(index.search(&[0; 8], 0), vec![(0, 0)]);
+    }
+}

@@ -1,0 +1,201 @@
+//! The match index against a brute-force oracle (random data, duplicates, clusters, many
+//! thresholds), and `hashsieve match` end to end.
+
+use std::sync::Arc;
+
+use hashsieve::hashset::format::{EntryTable, HashSetFile, Header};
+use hashsieve::index::{Decision, Index, Query};
+use hashsieve::kinds::{HashKind, HashValue, hamming_bytes};
+use proptest::prelude::*;
+
+use crate::util::{ndjson, repo, run, stderr};
+
+/// Random codes of a kind, with exact duplicates and a tight cluster, as real lists have.
+fn codes() -> impl Strategy<Value = (HashKind, Vec<Vec<u8>>, u32, Vec<Vec<u8>>)> {
+    (
+        prop::sample::select(vec![HashKind::Pdq, HashKind::Phash, HashKind::Ahash]),
+        any::<u64>(),
+        0u32..=64,
+    )
+        .prop_map(|(kind, seed, t)| {
+            let len = kind.byte_len();
+            let mut x = seed | 1;
+            let mut next = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            };
+            let mut entries: Vec<Vec<u8>> = (0..300)
+                .map(|_| (0..len).map(|_| next()).collect())
+                .collect();
+            // Duplicates (the same hash many times) and a cluster of near-duplicates.
+            let base = entries[0].clone();
+            for i in 0..40 {
+                let mut c = base.clone();
+                if i % 2 == 1 {
+                    c[i % len] ^= 1 << (i % 8);
+                }
+                entries.push(c);
+            }
+            let mut queries: Vec<Vec<u8>> = (0..30)
+                .map(|_| (0..len).map(|_| next()).collect())
+                .collect();
+            for (i, q) in queries.iter_mut().enumerate().take(15) {
+                *q = entries[i * 20 % entries.len()].clone();
+                for b in 0..(i * 3) {
+                    q[(b * 5) % len] ^= 1 << (b % 8);
+                }
+            }
+            (kind, entries, t.min(kind.max_threshold()), queries)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn index_equals_brute_force((kind, entries, t, queries) in codes()) {
+        let mut table = EntryTable::new();
+        for (i, e) in entries.iter().enumerate() {
+            table.push(HashValue::from_bytes(kind, e).unwrap(), "", &format!("r{i}")).unwrap();
+        }
+        let header = Header {
+            name: "oracle".into(),
+            version: 1,
+            created: 0,
+            expires: 1,
+            description: String::new(),
+            thresholds: vec![(kind, t)],
+        };
+        let set = Arc::new(HashSetFile::parse(table.to_set_bytes(&header).unwrap().0).unwrap());
+        let index = Index::build(vec![set]).unwrap();
+        let qs: Vec<Query> = queries.iter().map(|q| Query { hash: HashValue::from_bytes(kind, q).unwrap(), quality: None }).collect();
+        for (q, v) in queries.iter().zip(index.match_batch(&qs)) {
+            let mut expected: Vec<(u32, String)> = entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (hamming_bytes(e, q), format!("r{i}")))
+                .filter(|(d, _)| *d <= t)
+                .collect();
+            expected.sort();
+            let got: Vec<(u32, String)> = v.matches.iter().map(|m| (m.distance, m.reference.clone())).collect();
+            prop_assert_eq!(&got, &expected, "kind {} t {}", kind, t);
+            prop_assert_eq!(v.verdict == Decision::Match, !expected.is_empty());
+        }
+    }
+}
+
+#[test]
+fn match_cli_end_to_end_on_the_examples() {
+    let ex = repo().join("hashsets-example");
+    let images = ex.join("images");
+    let hashes = run(&["hash", images.to_str().unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("queries.ndjson");
+    let mut text = String::from_utf8(hashes.stdout).unwrap();
+    text.push_str(&format!("md5:{}\n", "0".repeat(32)));
+    std::fs::write(&input, &text).unwrap();
+    let key = ex.join("example-only.pub");
+    let alpha = ex.join("alpha/alpha-1.hset");
+    let beta = ex.join("beta/beta-1.hset");
+    let out = run(&[
+        "match",
+        "--hashset",
+        alpha.to_str().unwrap(),
+        "--hashset",
+        beta.to_str().unwrap(),
+        "--public-key",
+        key.to_str().unwrap(),
+        "--stats",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "matches found: {}",
+        stderr(&out)
+    );
+    let verdicts = ndjson(&out.stdout);
+    // 6 pictures x 8 kinds, plus the extra md5 line, in input order.
+    assert_eq!(verdicts.len(), 49);
+    assert_eq!(verdicts[48]["query"]["hash"], "0".repeat(32));
+    assert_eq!(verdicts[48]["verdict"], "no_match");
+    // sky-disc.jpg is in alpha v1 as A-0001: its md5 and sha256 match exactly.
+    let sky: Vec<&serde_json::Value> = verdicts
+        .iter()
+        .filter(|v| {
+            v["matches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["ref"] == "A-0001" && m["distance"] == 0)
+        })
+        .collect();
+    let kinds: Vec<&str> = sky
+        .iter()
+        .map(|v| v["query"]["kind"].as_str().unwrap())
+        .collect();
+    for kind in ["md5", "sha256", "pdq", "phash"] {
+        assert!(
+            kinds.contains(&kind),
+            "{kind} of sky-disc.jpg should match A-0001: {kinds:?}"
+        );
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(stderr(&out).lines().last().unwrap()).unwrap();
+    assert_eq!(stats["entries"], 22);
+    assert_eq!(stats["queries"], 49);
+    for field in ["build_s", "query_s", "qps"] {
+        assert!(stats[field].as_f64().unwrap() >= 0.0);
+    }
+}
+
+#[test]
+fn match_refuses_unverified_sets_and_reports_bad_lines() {
+    let ex = repo().join("hashsets-example");
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.pub");
+    let out = run(&[
+        "keygen",
+        "--unencrypted",
+        "--secret-key",
+        dir.path().join("o.sec").to_str().unwrap(),
+        "--public-key",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let input = dir.path().join("q.txt");
+    std::fs::write(&input, format!("md5:{}\nsha512:00\n", "0".repeat(32))).unwrap();
+    let alpha = ex.join("alpha/alpha-1.hset");
+    let out = run(&[
+        "match",
+        "--hashset",
+        alpha.to_str().unwrap(),
+        "--public-key",
+        other.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unknown key"), "{}", stderr(&out));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is matched against a set that failed verification"
+    );
+    let key = ex.join("example-only.pub");
+    let out = run(&[
+        "match",
+        "--hashset",
+        alpha.to_str().unwrap(),
+        "--public-key",
+        key.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("q.txt:2: unknown hash kind \"sha512\""),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ndjson(&out.stdout).len(), 1);
+}
