@@ -11,7 +11,12 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use std::sync::Arc;
+
+use hashsieve::hashset::format::{EntryTable, HashSetFile, Header};
 use hashsieve::index::exact::{ExactFilter, ExactTable};
+use hashsieve::index::{Index, Query};
+use hashsieve::kinds::{HashKind, HashValue};
 
 fn random_keys(n: usize, len: usize, seed: u64) -> Vec<Vec<u8>> {
     let mut x = seed | 1;
@@ -112,6 +117,51 @@ fn bench_lookup(c: &mut Criterion) {
                         .count()
                 })
             });
+        }
+        if len == 32 {
+            // The whole Index path: filter, table, verdicts.
+            let mut t = EntryTable::new();
+            for (i, k) in keys.iter().enumerate() {
+                t.push(
+                    HashValue::from_bytes(HashKind::Sha256, k).expect("32 bytes"),
+                    "",
+                    &i.to_string(),
+                )
+                .expect("push");
+            }
+            let header = Header {
+                name: "bench".into(),
+                version: 1,
+                created: 0,
+                expires: 1,
+                description: String::new(),
+                thresholds: vec![],
+            };
+            let set = HashSetFile::parse(t.to_set_bytes(&header).expect("build").0).expect("parse");
+            let index = Index::build(vec![Arc::new(set)]).expect("index");
+            for (path, queries) in [("hit", &hits), ("miss", &misses)] {
+                let qs: Vec<Query> = queries
+                    .iter()
+                    .map(|k| Query {
+                        hash: HashValue::from_bytes(HashKind::Sha256, k).expect("32 bytes"),
+                        quality: None,
+                    })
+                    .collect();
+                group.bench_with_input(BenchmarkId::new("index_match_batch", path), &qs, |b, q| {
+                    b.iter(|| index.match_batch(black_box(q)))
+                });
+                group.bench_with_input(
+                    BenchmarkId::new("index_match_one_loop", path),
+                    &qs,
+                    |b, q| {
+                        b.iter(|| {
+                            q.iter()
+                                .map(|q| index.match_one(black_box(q)))
+                                .collect::<Vec<_>>()
+                        })
+                    },
+                );
+            }
         }
         group.finish();
     }

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Side-by-side with ../shared/peers on one generated corpus, in one sitting:
+#   scripts/peers_compare.sh N [THREADS]        e.g. scripts/peers_compare.sh 1000000 1
+# Needs: cargo build --release; a venv with ../shared/peers/requirements.txt at $PEERS_VENV
+# (default /tmp/peersvenv). Writes to $WORK (default /tmp/hashsieve-peers/nN).
+set -euo pipefail
+n=${1:?usage: peers_compare.sh N [THREADS]}
+threads=${2:-1}
+here=$(cd "$(dirname "$0")/.." && pwd)
+peers=$(cd "$here/../shared/peers" && pwd)
+py=${PEERS_VENV:-/tmp/peersvenv}/bin/python
+H=$here/target/release/hashsieve
+work=${WORK:-/tmp/hashsieve-peers/n$n}
+mkdir -p "$work"
+if [ ! -f "$work/data/meta.json" ]; then
+  (cd "$peers" && "$py" gen_pdq_corpus.py -n "$n" --out "$work/data")
+fi
+# Our side: the same lists as signed sets (ref = 0-based line number, as in *_truth.tsv).
+if [ ! -f "$work/key.pub" ]; then
+  "$H" keygen --unencrypted --secret-key "$work/key.sec" --public-key "$work/key.pub" 2>/dev/null
+fi
+for kind in pdq sha256 md5; do
+  if [ ! -f "$work/$kind.hset" ]; then
+    awk -v k="$kind" 'BEGIN { print "kind,hash,category,ref" } { printf "%s,%s,,%d\n", k, $1, NR - 1 }' \
+      "$work/data/${kind}_list.txt" > "$work/$kind.csv"
+    "$H" hashset build --name "peers-$kind" --version 1 --threshold pdq=31 -o "$work/$kind.hset" "$work/$kind.csv" 2>/dev/null
+    "$H" hashset sign --secret-key "$work/key.sec" "$work/$kind.hset" 2>/dev/null
+  fi
+  sed "s/^/$kind:/" "$work/data/${kind}_queries.txt" > "$work/$kind.queries"
+done
+echo "== hashsieve (RAYON_NUM_THREADS=$threads)"
+for kind in pdq sha256 md5; do
+  /usr/bin/time -f "$kind peak RSS %M KB" env RAYON_NUM_THREADS="$threads" \
+    "$H" match --stats --hashset "$work/$kind.hset" --public-key "$work/key.pub" "$work/$kind.queries" \
+    > "$work/$kind.verdicts" 2> "$work/$kind.stats" || true
+  echo "$kind $(grep '^{' "$work/$kind.stats") $(grep 'peak RSS' "$work/$kind.stats")"
+done
+"$py" - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+for kind in ["pdq", "sha256", "md5"]:
+    truth = set()
+    with open(f"{work}/data/{kind}_truth.tsv") as f:
+        for line in f:
+            parts = line.split()
+            if not parts or not parts[0].isdigit():
+                continue
+            truth.add((int(parts[0]), int(parts[1])))
+    found = set()
+    with open(f"{work}/{kind}.verdicts") as f:
+        for q, line in enumerate(f):
+            for m in json.loads(line)["matches"]:
+                found.add((q, int(m["ref"])))
+    tp = len(truth & found)
+    print(f"{kind}: truth {len(truth)}, found {len(found)}, recall {tp / max(len(truth), 1):.4f}, false matches {len(found - truth)}")
+PY
+echo "== peers (--threads $threads)"
+(cd "$peers" && "$py" bench_faiss.py --data "$work/data" --threads "$threads" \
+  --out "$work/peers.json" --methods "${PEER_METHODS:-faiss_flat,faiss_mih11x23,tx_pdq,py_set_sha256,py_set_md5}")
