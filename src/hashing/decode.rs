@@ -146,8 +146,8 @@ fn decode_with_image_crate<R: BufRead + Seek>(
     let mut decoder = reader.into_decoder().map_err(corrupt)?;
     let (width, height) = decoder.dimensions();
     check_pixels(u64::from(width), u64::from(height), max_pixels)?;
-    // The orientation is deliberately not read or applied (reference convention).
-    let _ = decoder.orientation();
+    // EXIF orientation is deliberately not applied (reference convention): DynamicImage's
+    // from_decoder keeps the stored pixel order.
     let image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     Ok(to_reference_rgb(image))
 }
