@@ -143,7 +143,7 @@ fn decode_with_image_crate<R: BufRead + Seek>(
     // own buffers on top.
     limits.max_alloc = Some(max_pixels.saturating_mul(16).saturating_add(64 << 20));
     reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let decoder = reader.into_decoder().map_err(corrupt)?;
     let (width, height) = decoder.dimensions();
     check_pixels(u64::from(width), u64::from(height), max_pixels)?;
     // EXIF orientation is deliberately not applied (reference convention): DynamicImage's
