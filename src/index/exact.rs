@@ -106,8 +106,35 @@ impl ExactTable {
         let p = prefix(key, self.bits);
         let lo = self.directory[p] as usize;
         let hi = self.directory[p + 1] as usize;
-        let len = self.key_len;
         // A short scan: ~2 keys per slot on uniform digests.
+        self.scan(key, lo, hi)
+    }
+
+    /// Looks up many keys at once: [`ExactTable::lookup`] for each, computed in passes over
+    /// the whole batch (directory bounds for every key, then the key scans) so that the
+    /// memory accesses of different keys are independent and the CPU overlaps their cache
+    /// misses, instead of waiting on each key's two dependent misses in turn.
+    pub fn lookup_many(&self, keys: &[&[u8]]) -> Vec<Range<usize>> {
+        let bounds: Vec<(u32, u32)> = keys
+            .iter()
+            .map(|k| {
+                if k.len() != self.key_len {
+                    return (0, 0);
+                }
+                let p = prefix(k, self.bits);
+                (self.directory[p], self.directory[p + 1])
+            })
+            .collect();
+        keys.iter()
+            .zip(bounds)
+            .map(|(k, (lo, hi))| self.scan(k, lo as usize, hi as usize))
+            .collect()
+    }
+
+    /// Finds the run of keys equal to `key` among positions `lo..hi`.
+    #[inline]
+    fn scan(&self, key: &[u8], lo: usize, hi: usize) -> Range<usize> {
+        let len = self.key_len;
         let mut i = lo;
         while i < hi {
             let k = &self.keys[i * len..(i + 1) * len];
@@ -235,8 +262,11 @@ mod tests {
             }
             let table = ExactTable::new(len, ks.concat()).unwrap();
             let filter = ExactFilter::new(&table);
+            let refs: Vec<&[u8]> = ks.iter().map(Vec::as_slice).collect();
+            let many = table.lookup_many(&refs);
             for (i, k) in ks.iter().enumerate() {
                 let r = table.lookup(k);
+                assert_eq!(many[i], r);
                 assert!(r.contains(&i), "n={n} i={i} {r:?}");
                 assert!(r.clone().all(|j| &ks[j] == k));
                 assert!(filter.may_contain(k), "filters have no false negatives");
