@@ -73,13 +73,7 @@ pub(crate) fn run(args: HashArgs) -> anyhow::Result<Outcome> {
             files.len()
         );
     }
-    Ok(if missing > 0 {
-        Outcome::IoTrouble
-    } else if failed > 0 {
-        Outcome::Finding
-    } else {
-        Outcome::Ok
-    })
+    Ok(Outcome::of(missing > 0, failed > 0))
 }
 
 /// Expands the PATH arguments into files: directories recursively, sorted by name, so the

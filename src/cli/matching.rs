@@ -137,11 +137,5 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
         });
         eprintln!("{stats}");
     }
-    Ok(if bad_lines > 0 {
-        Outcome::IoTrouble
-    } else if matched > 0 {
-        Outcome::Finding
-    } else {
-        Outcome::Ok
-    })
+    Ok(Outcome::of(bad_lines > 0, matched > 0))
 }

@@ -62,6 +62,19 @@ pub(crate) struct HashArgs {
     pub(crate) paths: Vec<PathBuf>,
 }
 
+impl Outcome {
+    /// Unreadable input outranks findings, which outrank a clean run.
+    pub(crate) fn of(io_trouble: bool, finding: bool) -> Outcome {
+        if io_trouble {
+            Outcome::IoTrouble
+        } else if finding {
+            Outcome::Finding
+        } else {
+            Outcome::Ok
+        }
+    }
+}
+
 /// Outcome of a command that ran to the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {

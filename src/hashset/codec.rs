@@ -123,6 +123,39 @@ impl<'a> Reader<'a> {
         Ok(raw as usize)
     }
 
+    /// Checks the 8 magic bytes and the u16 format version that open every file.
+    pub fn preamble(
+        &mut self,
+        magic: &[u8; 8],
+        kind: &'static str,
+        supported: u16,
+    ) -> Result<(), FormatError> {
+        if self.take(8, "magic").ok() != Some(&magic[..]) {
+            return Err(FormatError::BadMagic { expected: kind });
+        }
+        let got = self.u16("format version")?;
+        if got != supported {
+            return Err(FormatError::UnsupportedVersion { got, supported });
+        }
+        Ok(())
+    }
+
+    /// Reads the closing BLAKE3 digest, checks that nothing follows it and that it is the
+    /// digest of every byte before it; returns it.
+    pub fn digest_trailer(&mut self) -> Result<[u8; 32], FormatError> {
+        let body_end = self.pos;
+        let stored = self.digest("content digest")?;
+        self.finish()?;
+        let computed = *blake3::hash(&self.bytes[..body_end]).as_bytes();
+        if computed != stored {
+            return Err(FormatError::DigestMismatch {
+                stored: crate::kinds::hex_lower(&stored),
+                computed: crate::kinds::hex_lower(&computed),
+            });
+        }
+        Ok(stored)
+    }
+
     /// Fails unless every byte was consumed.
     pub fn finish(&self) -> Result<(), FormatError> {
         if self.remaining() != 0 {

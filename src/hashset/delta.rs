@@ -67,18 +67,7 @@ impl DeltaFile {
     /// Parses and checks `bytes` (magic, lengths, canonical order, digest).
     pub fn parse(bytes: Vec<u8>) -> Result<DeltaFile, FormatError> {
         let mut r = Reader::new(&bytes);
-        if r.take(8, "magic").ok() != Some(&DELTA_MAGIC[..]) {
-            return Err(FormatError::BadMagic {
-                expected: "delta (.hdelta)",
-            });
-        }
-        let version = r.u16("format version")?;
-        if version != DELTA_FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                got: version,
-                supported: DELTA_FORMAT_VERSION,
-            });
-        }
+        r.preamble(DELTA_MAGIC, "delta (.hdelta)", DELTA_FORMAT_VERSION)?;
         let base_version = r.u64("base version")?;
         let base_digest = r.digest("base digest")?;
         let header = Header::read(&mut r)?;
@@ -94,16 +83,7 @@ impl DeltaFile {
         let result_digest = r.digest("result digest")?;
         let removes = read_entries(&mut r)?;
         let adds = read_entries(&mut r)?;
-        let body_end = r.position();
-        let stored = r.digest("content digest")?;
-        r.finish()?;
-        let computed = *blake3::hash(&bytes[..body_end]).as_bytes();
-        if computed != stored {
-            return Err(FormatError::DigestMismatch {
-                stored: hex_lower(&stored),
-                computed: hex_lower(&computed),
-            });
-        }
+        let digest = r.digest_trailer()?;
         let delta = DeltaFile {
             bytes,
             base_version,
@@ -112,7 +92,7 @@ impl DeltaFile {
             result_digest,
             removes,
             adds,
-            digest: stored,
+            digest,
         };
         // Canonical: nothing is both removed and added.
         if merge_join(delta.removes(), delta.adds()).any(|(r, a)| r.is_some() && a.is_some()) {

@@ -11,7 +11,7 @@ use rayon::slice::ParallelSliceMut;
 
 use super::codec::{Reader, Writer};
 use super::{FormatError, limits, validate_list_name};
-use crate::kinds::{HashKind, HashValue, hex_lower};
+use crate::kinds::{HashKind, HashValue};
 
 pub const SET_MAGIC: &[u8; 8] = b"HSIEVSET";
 pub const FORMAT_VERSION: u16 = 1;
@@ -170,36 +170,16 @@ impl HashSetFile {
     /// canonical order, no trailing bytes, and the BLAKE3 digest.
     pub fn parse(bytes: Vec<u8>) -> Result<HashSetFile, FormatError> {
         let mut r = Reader::new(&bytes);
-        if r.take(8, "magic").ok() != Some(&SET_MAGIC[..]) {
-            return Err(FormatError::BadMagic {
-                expected: "hash-set (.hset)",
-            });
-        }
-        let version = r.u16("format version")?;
-        if version != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                got: version,
-                supported: FORMAT_VERSION,
-            });
-        }
+        r.preamble(SET_MAGIC, "hash-set (.hset)", FORMAT_VERSION)?;
         let header = Header::read(&mut r)?;
         let (categories, sections) = read_entries(&mut r)?;
-        let body_end = r.position();
-        let stored = r.digest("content digest")?;
-        r.finish()?;
-        let computed = *blake3::hash(&bytes[..body_end]).as_bytes();
-        if computed != stored {
-            return Err(FormatError::DigestMismatch {
-                stored: hex_lower(&stored),
-                computed: hex_lower(&computed),
-            });
-        }
+        let digest = r.digest_trailer()?;
         Ok(HashSetFile {
             bytes,
             header,
             categories,
             sections,
-            digest: stored,
+            digest,
         })
     }
 
