@@ -14,7 +14,8 @@
 //!   directory costs a few bytes per code;
 //! - identical codes are stored once (a list holding the same hash under many references
 //!   must not crowd the buckets); callers map a code index back to its entries;
-//! - codes are `u64` words, verified with `popcnt` (the crate targets x86-64-v2).
+//! - codes are `u64` words, verified with `popcnt` (the crate targets x86-64-v2), with the
+//!   candidates' codes prefetched a few ahead (the only `unsafe` here: a prefetch hint).
 
 /// A set of fixed-width binary codes (64 or 256 bits) indexed for range search.
 #[derive(Debug, Clone)]
@@ -142,10 +143,14 @@ impl HammingIndex {
                 candidates.extend_from_slice(&chunk.ids[lo..hi]);
             });
         }
-        // Verify in one tight loop: the loads of different candidates are independent, so
-        // the CPU overlaps their cache misses (measured: 5.6k -> 8.8k queries/s at 1 M codes
-        // against verifying bucket by bucket; sorting the ids first was slower, 6.7k).
-        for &id in &candidates {
+        // Verify in one tight loop, prefetching the code 16 candidates ahead: the loads of
+        // different candidates are independent, so their cache misses overlap (benches/hamming.rs,
+        // 1 M codes, t=31: bucket by bucket 5.6k q/s, gathered 8.8k, + prefetch 8 ahead 13.0k,
+        // 16 ahead 15.6k, 32 ahead 11.8k; sorting the ids first was slower, 6.7k).
+        for (k, &id) in candidates.iter().enumerate() {
+            if let Some(&ahead) = candidates.get(k + PREFETCH_AHEAD) {
+                prefetch(&self.codes[ahead as usize * self.words]);
+            }
             let code = &self.codes[id as usize * self.words..(id as usize + 1) * self.words];
             let d = distance(code, q);
             if d <= threshold {
@@ -212,6 +217,24 @@ fn extract(code: &[u64], start: u32, width: u32) -> u32 {
     let joined = hi | lo;
     let shifted = joined >> (128 - offset - width);
     (shifted as u32) & ((1u32 << width) - 1)
+}
+
+/// How many candidates ahead the verification loop prefetches.
+const PREFETCH_AHEAD: usize = 16;
+
+/// Asks the CPU to start loading the cache line holding `value`.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults and changes no memory, and the
+    // pointer comes from a live reference.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
 #[inline]
