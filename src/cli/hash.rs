@@ -91,7 +91,7 @@ fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, usize) {
                         }
                         Ok(_) => {}
                         Err(e) => {
-                            eprintln!("hashsieve: {}: {e}", describe(e.path().unwrap_or(path)));
+                            eprintln!("hashsieve: {}: {e}", e.path().unwrap_or(path).display());
                             missing += 1;
                         }
                     }
@@ -99,7 +99,7 @@ fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, usize) {
             }
             Ok(_) => files.push(path.clone()),
             Err(e) => {
-                eprintln!("hashsieve: {}: {e}", describe(path));
+                eprintln!("hashsieve: {}: {e}", path.display());
                 missing += 1;
             }
         }
@@ -112,8 +112,4 @@ fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, usize) {
 fn is_file(path: &Path, file_type: std::fs::FileType) -> bool {
     file_type.is_file()
         || (file_type.is_symlink() && std::fs::metadata(path).is_ok_and(|m| m.is_file()))
-}
-
-fn describe(path: &Path) -> String {
-    path.display().to_string()
 }

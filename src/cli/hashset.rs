@@ -144,9 +144,9 @@ pub(crate) fn run(cmd: HashsetCommand) -> anyhow::Result<Outcome> {
             let new_set = read_set(&new)?;
             let bytes = diff(&old_set, &new_set)
                 .with_context(|| format!("{} -> {}", old.display(), new.display()))?;
-            let delta =
-                DeltaFile::parse(bytes.clone()).context("the delta just written does not parse")?;
-            write_atomic(&output, &bytes)
+            // Parsing what we made checks it before it is written, and gives the summary.
+            let delta = DeltaFile::parse(bytes).context("the delta just made does not parse")?;
+            write_atomic(&output, delta.bytes())
                 .with_context(|| format!("{}: cannot write", output.display()))?;
             eprintln!(
                 "wrote {}: {} version {} -> {}, {} removed, {} added",

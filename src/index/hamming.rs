@@ -51,20 +51,32 @@ impl HammingIndex {
     /// Indexes `codes` (big-endian bytes, `bits / 8` each, concatenated; callers pass unique
     /// codes). Code `i` is reported as index `i`.
     pub fn new(bits: usize, codes: &[u8]) -> Result<HammingIndex, HammingError> {
+        HammingIndex::from_codes(bits, codes.chunks_exact((bits / 8).max(1)))
+    }
+
+    /// Indexes codes given one by one (each `bits / 8` big-endian bytes), so a caller that
+    /// selects codes from a larger column needs no intermediate copy.
+    pub fn from_codes<'a>(
+        bits: usize,
+        codes: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<HammingIndex, HammingError> {
         let words = match bits {
             64 => 1,
             256 => 4,
             other => return Err(HammingError::UnsupportedWidth(other)),
         };
-        let bytes = bits / 8;
-        let n = codes.len() / bytes;
+        let mut packed: Vec<u64> = Vec::new();
+        for code in codes {
+            packed.extend(
+                code.chunks_exact(8)
+                    .map(|w| u64::from_be_bytes(w.try_into().unwrap_or([0; 8]))),
+            );
+        }
+        let codes = packed;
+        let n = codes.len() / words;
         if u32::try_from(n).is_err() {
             return Err(HammingError::TooMany(n));
         }
-        let codes: Vec<u64> = codes
-            .chunks_exact(8)
-            .map(|w| u64::from_be_bytes(w.try_into().unwrap_or([0; 8])))
-            .collect();
         let max_width = if words == 1 { 16 } else { 24 };
         let width = (usize::BITS - n.leading_zeros())
             .saturating_sub(2)

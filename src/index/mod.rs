@@ -125,21 +125,20 @@ impl Index {
                     let kind = section.kind;
                     let hashes = set.hashes(section);
                     let search = if kind.is_perceptual() {
-                        // Sections are sorted by hash, so equal codes are adjacent.
+                        // Sections are sorted by hash, so equal codes are adjacent: index each
+                        // distinct code once, remembering where its run of entries starts.
                         let len = kind.byte_len();
-                        let mut codes = Vec::new();
-                        let mut starts = Vec::new();
-                        for (i, h) in hashes.chunks_exact(len).enumerate() {
-                            if i == 0 || &hashes[(i - 1) * len..i * len] != h {
-                                codes.extend_from_slice(h);
-                                starts.push(i as u32);
-                            }
-                        }
+                        let column: Vec<&[u8]> = hashes.chunks_exact(len).collect();
+                        let mut starts: Vec<u32> = (0..column.len())
+                            .filter(|&i| i == 0 || column[i - 1] != column[i])
+                            .map(|i| i as u32)
+                            .collect();
+                        let index = HammingIndex::from_codes(
+                            kind.bit_len() as usize,
+                            starts.iter().map(|&i| column[i as usize]),
+                        )?;
                         starts.push(section.count as u32);
-                        KindSearch::Perceptual {
-                            index: HammingIndex::new(kind.bit_len() as usize, &codes)?,
-                            starts,
-                        }
+                        KindSearch::Perceptual { index, starts }
                     } else {
                         let table = ExactTable::new(kind.byte_len(), hashes.to_vec())?;
                         let filter = ExactFilter::new(&table);

@@ -582,6 +582,15 @@ fn cli_inspect_prints_the_trusted_comment_and_json() {
 
 // ---- interop with Debian's minisign ------------------------------------------------------
 
+/// Runs Debian's `minisign` in `dir`.
+fn minisign(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("minisign")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn minisign_available() -> bool {
     let found = Command::new("minisign").arg("-v").output().is_ok();
     if !found {
@@ -612,11 +621,7 @@ fn real_minisign_verifies_our_signatures() {
         .code(),
         Some(0)
     );
-    let out = Command::new("minisign")
-        .current_dir(d)
-        .args(["-V", "-p", "k.pub", "-m", "alpha-1.hset"])
-        .output()
-        .unwrap();
+    let out = minisign(d, &["-V", "-p", "k.pub", "-m", "alpha-1.hset"]);
     assert!(out.status.success(), "minisign -V: {}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -625,11 +630,7 @@ fn real_minisign_verifies_our_signatures() {
     );
     // And it refuses our signature on different bytes.
     std::fs::copy(d.join("alpha-2.hset"), d.join("alpha-1.hset")).unwrap();
-    let out = Command::new("minisign")
-        .current_dir(d)
-        .args(["-V", "-p", "k.pub", "-m", "alpha-1.hset"])
-        .output()
-        .unwrap();
+    let out = minisign(d, &["-V", "-p", "k.pub", "-m", "alpha-1.hset"]);
     assert!(!out.status.success());
 }
 
@@ -641,11 +642,7 @@ fn we_verify_signatures_made_by_real_minisign() {
     let dir = setup_cli();
     let d = dir.path();
     // Key made by minisign itself (no password), so both directions of key interop are used.
-    let out = Command::new("minisign")
-        .current_dir(d)
-        .args(["-G", "-W", "-p", "m.pub", "-s", "m.sec"])
-        .output()
-        .unwrap();
+    let out = minisign(d, &["-G", "-W", "-p", "m.pub", "-s", "m.sec"]);
     assert!(out.status.success(), "minisign -G: {}", stderr(&out));
     let comment = String::from_utf8(
         hs(
@@ -655,9 +652,9 @@ fn we_verify_signatures_made_by_real_minisign() {
         .stdout,
     )
     .unwrap();
-    let out = Command::new("minisign")
-        .current_dir(d)
-        .args([
+    let out = minisign(
+        d,
+        &[
             "-S",
             "-s",
             "m.sec",
@@ -665,9 +662,8 @@ fn we_verify_signatures_made_by_real_minisign() {
             "alpha-1.hset",
             "-t",
             comment.trim(),
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(out.status.success(), "minisign -S: {}", stderr(&out));
     let out = hs(
         d,
@@ -675,11 +671,7 @@ fn we_verify_signatures_made_by_real_minisign() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // minisign's default trusted comment (a timestamp) does not describe the file: refused.
-    let out = Command::new("minisign")
-        .current_dir(d)
-        .args(["-S", "-s", "m.sec", "-m", "alpha-2.hset"])
-        .output()
-        .unwrap();
+    let out = minisign(d, &["-S", "-s", "m.sec", "-m", "alpha-2.hset"]);
     assert!(out.status.success());
     let out = hs(
         d,
@@ -692,22 +684,26 @@ fn we_verify_signatures_made_by_real_minisign() {
         stderr(&out)
     );
     // Our key, signed by minisign with our secret key file: key files interoperate too.
-    let out = Command::new("minisign")
-        .current_dir(d)
-        .args(["-S", "-s", "k.sec", "-m", "alpha-2.hset", "-t"])
-        .arg(
-            String::from_utf8(
-                hs(
-                    d,
-                    &["hashset", "inspect", "--trusted-comment", "alpha-2.hset"],
-                )
-                .stdout,
-            )
-            .unwrap()
-            .trim(),
+    let comment = String::from_utf8(
+        hs(
+            d,
+            &["hashset", "inspect", "--trusted-comment", "alpha-2.hset"],
         )
-        .output()
-        .unwrap();
+        .stdout,
+    )
+    .unwrap();
+    let out = minisign(
+        d,
+        &[
+            "-S",
+            "-s",
+            "k.sec",
+            "-m",
+            "alpha-2.hset",
+            "-t",
+            comment.trim(),
+        ],
+    );
     assert!(
         out.status.success(),
         "minisign -S with our key: {}",
