@@ -110,8 +110,29 @@ fn decode_reader<R: BufRead + Seek>(
 ) -> Result<RgbImage, DecodeError> {
     match format {
         ImageFormat::Jpeg => decode_jpeg(reader, max_pixels),
-        _ => decode_with_image_crate(reader, format, max_pixels),
+        _ => {
+            // The image crate's decoders aim never to panic, but hostile files have found
+            // panics in them before; one bad file must not end a run over thousands.
+            catch_unwind(AssertUnwindSafe(|| {
+                decode_with_image_crate(reader, format, max_pixels)
+            }))
+            .unwrap_or_else(|payload| {
+                Err(DecodeError::Corrupt {
+                    format: format_name(format),
+                    message: format!("decoder failed: {}", panic_message(payload.as_ref())),
+                })
+            })
+        }
     }
+}
+
+/// The text of a panic payload (a `String` or `&str`), for error messages.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "unknown error".to_owned())
 }
 
 fn check_pixels(width: u64, height: u64, limit: u64) -> Result<(), DecodeError> {
@@ -256,11 +277,7 @@ fn decode_jpeg<R: BufRead>(reader: R, max_pixels: u64) -> Result<RgbImage, Decod
     match result {
         Ok(decoded) => decoded,
         Err(payload) => {
-            let message = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "libjpeg failed".to_owned());
+            let message = panic_message(payload.as_ref());
             let message = message
                 .strip_prefix("libjpeg fatal error: ")
                 .unwrap_or(&message)
