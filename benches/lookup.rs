@@ -162,8 +162,34 @@ fn bench_lookup(c: &mut Criterion) {
                     },
                 );
             }
+            group.finish();
+            // Distinct queries, as a partner's traffic is: as many queries as keys, 1% members,
+            // in the CLI's batches of 65 536. Nothing stays in cache between queries.
+            let mut distinct = random_keys(keys.len(), len, 0x5eed);
+            for (i, d) in distinct.iter_mut().enumerate().step_by(100) {
+                d.clone_from(&keys[(i * 7919) % keys.len()]);
+            }
+            let qs: Vec<Query> = distinct
+                .iter()
+                .map(|k| Query {
+                    hash: HashValue::from_bytes(HashKind::Sha256, k).expect("32 bytes"),
+                    quality: None,
+                })
+                .collect();
+            let mut distinct_group = c.benchmark_group(format!("match_distinct_{len}B_{n}"));
+            distinct_group.throughput(Throughput::Elements(qs.len() as u64));
+            distinct_group.sample_size(10);
+            distinct_group.bench_function("index_match_batch_65536", |b| {
+                b.iter(|| {
+                    qs.chunks(65_536)
+                        .map(|c| index.match_batch(black_box(c)).len())
+                        .sum::<usize>()
+                })
+            });
+            distinct_group.finish();
+        } else {
+            group.finish();
         }
-        group.finish();
     }
 }
 
