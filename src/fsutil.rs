@@ -16,18 +16,39 @@ pub fn write_secret_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_atomic_mode(path, bytes, 0o600)
 }
 
+/// [`write_atomic`] for files too big to assemble in memory first: `write` streams the
+/// contents (through a buffer) into the temporary file.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    write_atomic_inner(path, 0o644, write)
+}
+
 fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_atomic_inner(path, mode, |w| w.write_all(bytes))
+}
+
+fn write_atomic_inner(
+    path: &Path,
+    mode: u32,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".hashsieve-")
         .suffix(".tmp")
         .tempfile_in(dir)?;
     // Permissions are set before any byte is written, so a secret is never readable by others.
     set_mode(tmp.as_file(), mode)?;
-    tmp.write_all(bytes)?;
+    {
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+        write(&mut buffered)?;
+        buffered.flush()?;
+    }
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     // Directory fsync makes the rename durable; not every platform can open a directory.

@@ -13,7 +13,7 @@ use super::Outcome;
 use crate::hashset::signing::{Published, parse_public_key};
 use crate::hashset::trust::{self, Policy};
 use crate::index::query::parse_line;
-use crate::index::{Decision, Index, Match, Query};
+use crate::index::{Decision, Index, Match, Query, store};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct MatchArgs {
@@ -26,6 +26,10 @@ pub(crate) struct MatchArgs {
     /// Print {"entries","build_s","queries","query_s","qps"} to stderr after the run.
     #[arg(long)]
     stats: bool,
+    /// Keep built indexes in DIR (created if missing) and memory-map them on the next run
+    /// instead of rebuilding; each is checked against its own digest and the set.
+    #[arg(long = "index-dir", value_name = "DIR")]
+    index_dir: Option<PathBuf>,
     /// Queries: `kind:hex[:quality]` lines or `hashsieve hash` NDJSON; `-` or nothing for stdin.
     #[arg(value_name = "INPUT")]
     input: Option<PathBuf>,
@@ -73,7 +77,27 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
             }
         }
     }
-    let index = Index::build(sets).context("building the index")?;
+    let index = match &args.index_dir {
+        None => Index::build(sets).context("building the index")?,
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("{}: cannot create", dir.display()))?;
+            let mut lists = Vec::with_capacity(sets.len());
+            for set in sets {
+                let name = store::file_name(&set);
+                let (list, problem) =
+                    store::open_or_build(set, dir).context("building the index")?;
+                if let Some(problem) = problem {
+                    eprintln!(
+                        "hashsieve: {}: {problem}; rebuilt it",
+                        dir.join(name).display()
+                    );
+                }
+                lists.push(list);
+            }
+            Index::from_lists(lists)
+        }
+    };
     let build_s = started.elapsed().as_secs_f64();
 
     let (name, reader): (String, Box<dyn BufRead>) = match &args.input {

@@ -218,6 +218,11 @@ impl HashSetFile {
         &self.bytes[section.hashes..section.hashes + section.count * section.kind.byte_len()]
     }
 
+    /// Where [`HashSetFile::hashes`] starts in [`HashSetFile::bytes`].
+    pub fn hashes_offset(&self, section: &Section) -> usize {
+        section.hashes
+    }
+
     /// Entry `i` of a section.
     pub fn entry(&self, section: &Section, i: usize) -> EntryRef<'_> {
         entry_at(&self.bytes, &self.categories, section, i)

@@ -12,19 +12,22 @@
 
 use std::ops::Range;
 
-use xorf::{BinaryFuse8, Filter};
+use xorf::{BinaryFuse8, Descriptor, Filter};
+
+use super::column::Column;
+use super::prefetch::prefetch;
 
 /// Sorted fixed-size keys with a radix directory. Equal keys (one hash under several
 /// references) are adjacent; a lookup returns the whole run.
 #[derive(Debug, Clone)]
 pub struct ExactTable {
     key_len: usize,
-    keys: Vec<u8>,
+    keys: Column<u8>,
     /// Number of leading key bits the directory uses.
     bits: u32,
     /// `directory[p]` is the index of the first key whose leading `bits` bits are >= p;
     /// it has `2^bits + 1` slots.
-    directory: Vec<u32>,
+    directory: Column<u32>,
 }
 
 /// Why a table cannot be built.
@@ -36,12 +39,20 @@ pub enum TableError {
     Unsorted { index: usize },
     #[error("{count} keys are more than a table holds (u32 indices)")]
     TooMany { count: usize },
+    #[error("directory of {got} slots does not fit {count} keys at {bits} bits")]
+    BadDirectory { bits: u32, got: usize, count: usize },
 }
 
 impl ExactTable {
     /// Builds a table over `keys`: `key_len`-byte keys, concatenated, sorted ascending (as a
     /// `.hset` section stores them). Checks the order rather than trusting it.
     pub fn new(key_len: usize, keys: Vec<u8>) -> Result<ExactTable, TableError> {
+        ExactTable::from_column(key_len, Column::Owned(keys))
+    }
+
+    /// [`ExactTable::new`] over keys that may live elsewhere (a verified set's hash column,
+    /// used in place).
+    pub fn from_column(key_len: usize, keys: Column<u8>) -> Result<ExactTable, TableError> {
         if key_len < 4 || !keys.len().is_multiple_of(key_len) {
             return Err(TableError::Ragged {
                 len: keys.len(),
@@ -81,8 +92,49 @@ impl ExactTable {
             key_len,
             keys,
             bits,
+            directory: Column::Owned(directory),
+        })
+    }
+
+    /// A table from parts saved by [`ExactTable::parts`] (a persisted index). The directory
+    /// is checked so that no lookup can index out of bounds: `2^bits + 1` slots,
+    /// non-decreasing, ending at the key count.
+    pub fn from_parts(
+        key_len: usize,
+        keys: Column<u8>,
+        bits: u32,
+        directory: Column<u32>,
+    ) -> Result<ExactTable, TableError> {
+        if key_len < 4 || !keys.len().is_multiple_of(key_len) {
+            return Err(TableError::Ragged {
+                len: keys.len(),
+                key_len,
+            });
+        }
+        let count = keys.len() / key_len;
+        let bad = TableError::BadDirectory {
+            bits,
+            got: directory.len(),
+            count,
+        };
+        if !(4..=26).contains(&bits) || directory.len() != (1usize << bits) + 1 {
+            return Err(bad);
+        }
+        let ordered = directory.windows(2).all(|w| w[0] <= w[1]);
+        if !ordered || directory.first() != Some(&0) || directory.last() != Some(&(count as u32)) {
+            return Err(bad);
+        }
+        Ok(ExactTable {
+            key_len,
+            keys,
+            bits,
             directory,
         })
+    }
+
+    /// The directory's bit count and slots, to persist with the index.
+    pub fn parts(&self) -> (u32, &[u32]) {
+        (self.bits, &self.directory)
     }
 
     pub fn len(&self) -> usize {
@@ -103,11 +155,12 @@ impl ExactTable {
         if key.len() != self.key_len {
             return 0..0;
         }
+        let (keys, directory): (&[u8], &[u32]) = (&self.keys, &self.directory);
         let p = prefix(key, self.bits);
-        let lo = self.directory[p] as usize;
-        let hi = self.directory[p + 1] as usize;
+        let lo = directory[p] as usize;
+        let hi = directory[p + 1] as usize;
         // A short scan: ~2 keys per slot on uniform digests.
-        self.scan(key, lo, hi)
+        scan(keys, self.key_len, key, lo, hi)
     }
 
     /// Looks up many keys at once: [`ExactTable::lookup`] for each, computed in passes over
@@ -115,6 +168,7 @@ impl ExactTable {
     /// memory accesses of different keys are independent and the CPU overlaps their cache
     /// misses, instead of waiting on each key's two dependent misses in turn.
     pub fn lookup_many(&self, keys: &[&[u8]]) -> Vec<Range<usize>> {
+        let (table, directory): (&[u8], &[u32]) = (&self.keys, &self.directory);
         let bounds: Vec<(u32, u32)> = keys
             .iter()
             .map(|k| {
@@ -122,41 +176,40 @@ impl ExactTable {
                     return (0, 0);
                 }
                 let p = prefix(k, self.bits);
-                (self.directory[p], self.directory[p + 1])
+                (directory[p], directory[p + 1])
             })
             .collect();
         keys.iter()
             .zip(bounds)
-            .map(|(k, (lo, hi))| self.scan(k, lo as usize, hi as usize))
+            .map(|(k, (lo, hi))| scan(table, self.key_len, k, lo as usize, hi as usize))
             .collect()
     }
 
-    /// Finds the run of keys equal to `key` among positions `lo..hi`.
-    #[inline]
-    fn scan(&self, key: &[u8], lo: usize, hi: usize) -> Range<usize> {
-        let len = self.key_len;
-        let mut i = lo;
-        while i < hi {
-            let k = &self.keys[i * len..(i + 1) * len];
-            match k.cmp(key) {
-                std::cmp::Ordering::Less => i += 1,
-                std::cmp::Ordering::Equal => {
-                    let mut j = i + 1;
-                    while j < hi && &self.keys[j * len..(j + 1) * len] == key {
-                        j += 1;
-                    }
-                    return i..j;
-                }
-                std::cmp::Ordering::Greater => break,
-            }
-        }
-        0..0
-    }
-
-    /// Heap bytes used (keys + directory).
+    /// Bytes used by keys and directory (wherever they live).
     pub fn memory_bytes(&self) -> usize {
         self.keys.len() + self.directory.len() * 4
     }
+}
+
+/// Finds the run of keys equal to `key` among positions `lo..hi` of `keys` (`len` bytes each).
+#[inline]
+fn scan(keys: &[u8], len: usize, key: &[u8], lo: usize, hi: usize) -> Range<usize> {
+    let mut i = lo;
+    while i < hi {
+        let k = &keys[i * len..(i + 1) * len];
+        match k.cmp(key) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Equal => {
+                let mut j = i + 1;
+                while j < hi && &keys[j * len..(j + 1) * len] == key {
+                    j += 1;
+                }
+                return i..j;
+            }
+            std::cmp::Ordering::Greater => break,
+        }
+    }
+    0..0
 }
 
 /// The leading `bits` bits of a key (at most 32 bits, from its first four bytes).
@@ -211,12 +264,105 @@ impl ExactFilter {
         }
     }
 
+    /// Keeps in `ids` only those whose key may be present ([`ExactFilter::may_contain`] on
+    /// `key_of(id)`), in order. Works through the batch prefetching each key's three filter
+    /// slots [`FILTER_AHEAD`] keys ahead, so the cache misses of different keys overlap.
+    pub fn retain_possible<'k>(&self, ids: &mut Vec<u32>, key_of: impl Fn(u32) -> &'k [u8]) {
+        let f = match &self.state {
+            FilterState::Built(f) => f,
+            FilterState::Empty => return ids.clear(),
+            FilterState::PassAll => return,
+        };
+        let mut kept = 0;
+        for i in 0..ids.len() {
+            if let Some(&ahead) = ids.get(i + FILTER_AHEAD) {
+                prefetch_slots(f, fingerprint(key_of(ahead)));
+            }
+            let id = ids[i];
+            if f.contains(&fingerprint(key_of(id))) {
+                ids[kept] = id;
+                kept += 1;
+            }
+        }
+        ids.truncate(kept);
+    }
+
     pub fn memory_bytes(&self) -> usize {
         match &self.state {
             FilterState::Built(f) => f.fingerprints.len(),
             _ => 0,
         }
     }
+
+    /// What to persist: `None` for a filter that rejects all (no keys), `Some(None)` for
+    /// one that passes all, else the binary-fuse descriptor and fingerprints.
+    pub fn parts(&self) -> Option<Option<(Descriptor, &[u8])>> {
+        match &self.state {
+            FilterState::Empty => None,
+            FilterState::PassAll => Some(None),
+            FilterState::Built(f) => Some(Some((f.descriptor.clone(), &f.fingerprints))),
+        }
+    }
+
+    /// A filter from [`ExactFilter::parts`]. The descriptor is checked against the
+    /// fingerprints so that no probe can index past them (a probe lands in the segment
+    /// after its first one or the one after that, all below `segment_count_length + 2 *
+    /// segment_length`, computed in u32); the fingerprints are copied (about one byte per
+    /// key).
+    pub fn from_parts(parts: Option<Option<(Descriptor, &[u8])>>) -> Option<ExactFilter> {
+        let state = match parts {
+            None => FilterState::Empty,
+            Some(None) => FilterState::PassAll,
+            Some(Some((d, fingerprints))) => {
+                let reach = u64::from(d.segment_count_length) + 3 * u64::from(d.segment_length);
+                let sane = d.segment_length.is_power_of_two()
+                    && d.segment_length_mask == d.segment_length - 1
+                    && d.segment_count_length.is_multiple_of(d.segment_length)
+                    && reach <= u64::from(u32::MAX)
+                    && reach <= fingerprints.len() as u64 + u64::from(d.segment_length);
+                if !sane {
+                    return None;
+                }
+                FilterState::Built(BinaryFuse8 {
+                    descriptor: d,
+                    fingerprints: fingerprints.into(),
+                })
+            }
+        };
+        Some(ExactFilter { state })
+    }
+}
+
+/// How many keys ahead [`ExactFilter::retain_possible`] prefetches.
+const FILTER_AHEAD: usize = 16;
+
+/// Prefetches the three fingerprint slots that `filter.contains(&key)` will read. This
+/// repeats xorf 0.13's slot formula (murmur3 finaliser of key + seed, then `hash_of_hash`),
+/// which xorf does not export; it only decides what to prefetch, never an answer, and
+/// `prefetch_slots_match_the_filter` checks it against the filter's own answers.
+#[inline(always)]
+fn prefetch_slots(filter: &BinaryFuse8, key: u64) {
+    let (h0, h1, h2) = fuse_slots(&filter.descriptor, key);
+    for h in [h0, h1, h2] {
+        if let Some(slot) = filter.fingerprints.get(h as usize) {
+            prefetch(slot);
+        }
+    }
+}
+
+#[inline(always)]
+fn fuse_slots(d: &Descriptor, key: u64) -> (u32, u32, u32) {
+    let mut h = key.wrapping_add(d.seed);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    let h0 = ((u128::from(h) * u128::from(d.segment_count_length)) >> 64) as u32;
+    let h1 = h0.wrapping_add(d.segment_length) ^ (((h >> 18) as u32) & d.segment_length_mask);
+    let h2 =
+        h0.wrapping_add(2u32.wrapping_mul(d.segment_length)) ^ ((h as u32) & d.segment_length_mask);
+    (h0, h1, h2)
 }
 
 /// 64 bits taken from the key: digests are uniform, and the filter mixes them again.
@@ -285,6 +431,39 @@ mod tests {
             assert!(false_positives <= 10, "{false_positives}");
             assert!(table.lookup(&[0u8; 3]).is_empty(), "wrong length is absent");
         }
+    }
+
+    #[test]
+    fn prefetch_slots_match_the_filter() {
+        // Our copy of xorf's slot formula must name the slots `contains` reads: recompute
+        // membership from those slots and compare with the filter on members and non-members.
+        let ks = keys(20_000, 32, 77);
+        let table = ExactTable::new(32, ks.concat()).unwrap();
+        let filter = ExactFilter::new(&table);
+        let FilterState::Built(f) = &filter.state else {
+            panic!("filter not built")
+        };
+        let probes = ks.iter().cloned().chain(keys(20_000, 32, 78));
+        for k in probes {
+            let key = fingerprint(&k);
+            let (h0, h1, h2) = fuse_slots(&f.descriptor, key);
+            let mixed = {
+                let mut h = key.wrapping_add(f.descriptor.seed);
+                h ^= h >> 33;
+                h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+                h ^= h >> 33;
+                h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+                h ^ (h >> 33)
+            };
+            let ours = (mixed ^ (mixed >> 32)) as u8
+                ^ f.fingerprints[h0 as usize]
+                ^ f.fingerprints[h1 as usize]
+                ^ f.fingerprints[h2 as usize];
+            assert_eq!(ours == 0, f.contains(&key));
+        }
+        let mut ids: Vec<u32> = (0..ks.len() as u32).collect();
+        filter.retain_possible(&mut ids, |i| &ks[i as usize]);
+        assert_eq!(ids.len(), ks.len(), "no false negatives");
     }
 
     #[test]

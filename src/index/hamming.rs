@@ -15,7 +15,10 @@
 //! - identical codes are stored once (a list holding the same hash under many references
 //!   must not crowd the buckets); callers map a code index back to its entries;
 //! - codes are `u64` words, verified with `popcnt` (the crate targets x86-64-v2), with the
-//!   candidates' codes prefetched a few ahead (the only `unsafe` here: a prefetch hint).
+//!   candidates' codes prefetched a few ahead ([`super::prefetch`]).
+
+use super::column::Column;
+use super::prefetch::prefetch;
 
 /// A set of fixed-width binary codes (64 or 256 bits) indexed for range search.
 #[derive(Debug, Clone)]
@@ -23,19 +26,20 @@ pub struct HammingIndex {
     /// u64 words per code (1 or 4).
     words: usize,
     /// Codes, `words` words each, in the caller's order (unique).
-    codes: Vec<u64>,
+    codes: Column<u64>,
     chunks: Vec<ChunkTable>,
 }
 
+/// One chunk's table, as persisted ([`HammingIndex::parts`], [`HammingIndex::from_parts`]).
 #[derive(Debug, Clone)]
-struct ChunkTable {
+pub struct ChunkTable {
     /// First bit of the chunk (bit 0 = most significant bit of word 0).
-    start: u32,
-    width: u32,
+    pub start: u32,
+    pub width: u32,
     /// `directory[v]..directory[v + 1]` are the positions in `ids` of codes whose chunk is `v`.
-    directory: Vec<u32>,
+    pub directory: Column<u32>,
     /// Code indices sorted by chunk value.
-    ids: Vec<u32>,
+    pub ids: Column<u32>,
 }
 
 /// Why an index cannot be built.
@@ -45,6 +49,8 @@ pub enum HammingError {
     UnsupportedWidth(usize),
     #[error("{0} codes are more than an index holds (u32 indices)")]
     TooMany(usize),
+    #[error("chunk table {chunk} is inconsistent: {what}")]
+    BadChunk { chunk: usize, what: &'static str },
 }
 
 impl HammingIndex {
@@ -94,6 +100,75 @@ impl HammingIndex {
         }
         Ok(HammingIndex {
             words,
+            codes: Column::Owned(codes),
+            chunks,
+        })
+    }
+
+    /// Codes (u64 words, `bits / 64` per code) and chunk tables, to persist.
+    pub fn parts(&self) -> (&[u64], &[ChunkTable]) {
+        (&self.codes, &self.chunks)
+    }
+
+    /// An index from persisted parts, checked so that no search can index out of bounds:
+    /// chunks tile the code's bits in order; each directory has `2^width + 1` non-decreasing
+    /// slots from 0 to the code count; every id names a code. (That each code sits in its
+    /// right slot, which exact recall needs, is what the persisted file's digest vouches
+    /// for: checking it here would cost a random read per code and chunk.)
+    pub fn from_parts(
+        bits: usize,
+        codes: Column<u64>,
+        chunks: Vec<ChunkTable>,
+    ) -> Result<HammingIndex, HammingError> {
+        let words = match bits {
+            64 => 1,
+            256 => 4,
+            other => return Err(HammingError::UnsupportedWidth(other)),
+        };
+        if !codes.len().is_multiple_of(words) {
+            return Err(HammingError::BadChunk {
+                chunk: 0,
+                what: "code words are not a whole number of codes",
+            });
+        }
+        let n = codes.len() / words;
+        if u32::try_from(n).is_err() {
+            return Err(HammingError::TooMany(n));
+        }
+        let max_width = if words == 1 { 16 } else { 24 };
+        let mut next_start = 0u32;
+        for (i, c) in chunks.iter().enumerate() {
+            let bad = |what| HammingError::BadChunk { chunk: i, what };
+            if c.start != next_start || c.width == 0 || c.width > max_width {
+                return Err(bad("chunks do not tile the code"));
+            }
+            next_start += c.width;
+            if next_start > bits as u32 {
+                return Err(bad("chunks run past the code"));
+            }
+            let dir = &c.directory;
+            if dir.len() != (1usize << c.width) + 1
+                || dir.first() != Some(&0)
+                || dir.last() != Some(&(n as u32))
+                || dir.windows(2).any(|w| w[0] > w[1])
+            {
+                return Err(bad("directory slots"));
+            }
+            if c.ids.len() != n {
+                return Err(bad("id table length"));
+            }
+            if c.ids.iter().any(|&id| id as usize >= n) {
+                return Err(bad("id out of range"));
+            }
+        }
+        if next_start != bits as u32 {
+            return Err(HammingError::BadChunk {
+                chunk: chunks.len(),
+                what: "chunks do not cover the code",
+            });
+        }
+        Ok(HammingIndex {
+            words,
             codes,
             chunks,
         })
@@ -136,7 +211,12 @@ impl HammingIndex {
         let q = &q[..self.words];
         let m = self.chunks.len() as u32;
         let (quotient, rest) = (threshold / m, threshold % m);
-        let mut candidates: Vec<u32> = Vec::new();
+        let codes: &[u64] = &self.codes;
+        // Three passes, so that every memory access of a pass is independent of the others
+        // in it and their cache misses overlap: (1) enumerate the probes of every chunk,
+        // prefetching their directory slots; (2) read the slots' ranges, prefetching the id
+        // runs; (3) gather the ids. A probe-at-a-time loop waits on directory then ids in turn.
+        let mut probes: Vec<(u32, u32)> = Vec::with_capacity(1024);
         for (i, chunk) in self.chunks.iter().enumerate() {
             // The first `rest + 1` chunks get radius `quotient`, the others one less.
             let radius = if (i as u32) <= rest {
@@ -149,11 +229,30 @@ impl HammingIndex {
             }
             let value = chunk.value_of(q);
             let radius = (radius as u32).min(chunk.width);
+            let directory: &[u32] = &chunk.directory;
             for_each_within(value, chunk.width, radius, |probe| {
-                let lo = chunk.directory[probe as usize] as usize;
-                let hi = chunk.directory[probe as usize + 1] as usize;
-                candidates.extend_from_slice(&chunk.ids[lo..hi]);
+                prefetch(&directory[probe as usize]);
+                probes.push((i as u32, probe));
             });
+        }
+        // The tables as plain slices once per search (a mapped column's deref is not free).
+        let tables: Vec<(&[u32], &[u32])> = self
+            .chunks
+            .iter()
+            .map(|c| (&*c.directory, &*c.ids))
+            .collect();
+        let mut runs: Vec<(u32, u32, u32)> = Vec::with_capacity(probes.len());
+        for &(i, probe) in &probes {
+            let (directory, ids) = tables[i as usize];
+            let (lo, hi) = (directory[probe as usize], directory[probe as usize + 1]);
+            if lo < hi {
+                prefetch(&ids[lo as usize]);
+                runs.push((i, lo, hi));
+            }
+        }
+        let mut candidates: Vec<u32> = Vec::with_capacity(runs.len() * 2);
+        for &(i, lo, hi) in &runs {
+            candidates.extend_from_slice(&tables[i as usize].1[lo as usize..hi as usize]);
         }
         // Verify in one tight loop, prefetching the code 16 candidates ahead: the loads of
         // different candidates are independent, so their cache misses overlap (benches/hamming.rs,
@@ -161,9 +260,9 @@ impl HammingIndex {
         // 16 ahead 15.6k, 32 ahead 11.8k; sorting the ids first was slower, 6.7k).
         for (k, &id) in candidates.iter().enumerate() {
             if let Some(&ahead) = candidates.get(k + PREFETCH_AHEAD) {
-                prefetch(&self.codes[ahead as usize * self.words]);
+                prefetch(&codes[ahead as usize * self.words]);
             }
-            let code = &self.codes[id as usize * self.words..(id as usize + 1) * self.words];
+            let code = &codes[id as usize * self.words..(id as usize + 1) * self.words];
             let d = distance(code, q);
             if d <= threshold {
                 found(id, d);
@@ -208,8 +307,8 @@ impl ChunkTable {
         ChunkTable {
             start,
             width,
-            directory,
-            ids,
+            directory: Column::Owned(directory),
+            ids: Column::Owned(ids),
         }
     }
 
@@ -233,21 +332,6 @@ fn extract(code: &[u64], start: u32, width: u32) -> u32 {
 
 /// How many candidates ahead the verification loop prefetches.
 const PREFETCH_AHEAD: usize = 16;
-
-/// Asks the CPU to start loading the cache line holding `value`.
-#[inline(always)]
-#[allow(unsafe_code)]
-fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint: it never faults and changes no memory, and the
-    // pointer comes from a live reference.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
-}
 
 #[inline]
 fn distance(a: &[u64], b: &[u64]) -> u32 {

@@ -8,9 +8,12 @@
 //! of queries ([`Index::match_batch`]) with one [`Verdict`] per query: every entry within the
 //! list's threshold, with list, version, category, reference and distance, sorted by distance.
 
+pub mod column;
 pub mod exact;
 pub mod hamming;
+mod prefetch;
 pub mod query;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -20,6 +23,7 @@ use serde::Serialize;
 use crate::hashing::pdq::MIN_TRUSTED_QUALITY;
 use crate::hashset::format::{HashSetFile, Section};
 use crate::kinds::{HashKind, HashValue};
+use column::{Backing, Column};
 use exact::{ExactFilter, ExactTable};
 use hamming::HammingIndex;
 
@@ -75,6 +79,8 @@ pub enum IndexError {
     Table(#[from] exact::TableError),
     #[error(transparent)]
     Hamming(#[from] hamming::HammingError),
+    #[error(transparent)]
+    Column(#[from] column::ColumnError),
 }
 
 /// All lists, each at one version, ready to answer queries.
@@ -83,8 +89,9 @@ pub struct Index {
     lists: Vec<ListIndex>,
 }
 
+/// One list at one version: its verified set and the search structure of each kind.
 #[derive(Debug)]
-struct ListIndex {
+pub struct ListIndex {
     name: Arc<str>,
     version: u64,
     set: Arc<HashSetFile>,
@@ -109,7 +116,7 @@ enum KindSearch {
     /// (in section order) that carry code `i`.
     Perceptual {
         index: HammingIndex,
-        starts: Vec<u32>,
+        starts: Column<u32>,
     },
 }
 
@@ -119,47 +126,14 @@ impl Index {
     pub fn build(sets: Vec<Arc<HashSetFile>>) -> Result<Index, IndexError> {
         let lists = sets
             .into_par_iter()
-            .map(|set| {
-                let mut kinds = Vec::new();
-                for section in set.sections() {
-                    let kind = section.kind;
-                    let hashes = set.hashes(section);
-                    let search = if kind.is_perceptual() {
-                        // Sections are sorted by hash, so equal codes are adjacent: index each
-                        // distinct code once, remembering where its run of entries starts.
-                        let len = kind.byte_len();
-                        let column: Vec<&[u8]> = hashes.chunks_exact(len).collect();
-                        let mut starts: Vec<u32> = (0..column.len())
-                            .filter(|&i| i == 0 || column[i - 1] != column[i])
-                            .map(|i| i as u32)
-                            .collect();
-                        let index = HammingIndex::from_codes(
-                            kind.bit_len() as usize,
-                            starts.iter().map(|&i| column[i as usize]),
-                        )?;
-                        starts.push(section.count as u32);
-                        KindSearch::Perceptual { index, starts }
-                    } else {
-                        let table = ExactTable::new(kind.byte_len(), hashes.to_vec())?;
-                        let filter = ExactFilter::new(&table);
-                        KindSearch::Exact { table, filter }
-                    };
-                    kinds.push(KindIndex {
-                        kind,
-                        section: section.clone(),
-                        threshold: set.header().threshold(kind).min(kind.max_threshold()),
-                        search,
-                    });
-                }
-                Ok(ListIndex {
-                    name: Arc::from(set.header().name.as_str()),
-                    version: set.header().version,
-                    set,
-                    kinds,
-                })
-            })
+            .map(ListIndex::build)
             .collect::<Result<Vec<_>, IndexError>>()?;
         Ok(Index { lists })
+    }
+
+    /// An index over lists built or loaded one by one (see [`store`]).
+    pub fn from_lists(lists: Vec<ListIndex>) -> Index {
+        Index { lists }
     }
 
     /// Total number of entries indexed.
@@ -211,10 +185,9 @@ impl Index {
                             .filter(|(_, q)| q.hash.kind() == k.kind)
                             .map(|(i, _)| i as u32)
                             .collect();
-                        let passed: Vec<u32> = mine
-                            .into_iter()
-                            .filter(|&i| filter.may_contain(queries[i as usize].hash.as_bytes()))
-                            .collect();
+                        let mut passed = mine;
+                        filter
+                            .retain_possible(&mut passed, |i| queries[i as usize].hash.as_bytes());
                         let keys: Vec<&[u8]> = passed
                             .iter()
                             .map(|&i| queries[i as usize].hash.as_bytes())
@@ -276,6 +249,73 @@ impl Index {
 }
 
 impl ListIndex {
+    /// Builds the structures for one verified set. Exact tables use the set's sorted hash
+    /// column in place.
+    pub fn build(set: Arc<HashSetFile>) -> Result<ListIndex, IndexError> {
+        let mut kinds = Vec::new();
+        for section in set.sections() {
+            let kind = section.kind;
+            let hashes = set.hashes(section);
+            let search = if kind.is_perceptual() {
+                // Sections are sorted by hash, so equal codes are adjacent: index each
+                // distinct code once, remembering where its run of entries starts.
+                let len = kind.byte_len();
+                let column: Vec<&[u8]> = hashes.chunks_exact(len).collect();
+                let mut starts: Vec<u32> = (0..column.len())
+                    .filter(|&i| i == 0 || column[i - 1] != column[i])
+                    .map(|i| i as u32)
+                    .collect();
+                let index = HammingIndex::from_codes(
+                    kind.bit_len() as usize,
+                    starts.iter().map(|&i| column[i as usize]),
+                )?;
+                starts.push(section.count as u32);
+                KindSearch::Perceptual {
+                    index,
+                    starts: Column::Owned(starts),
+                }
+            } else {
+                let backing: Arc<dyn Backing> = Arc::clone(&set) as Arc<dyn Backing>;
+                let keys = Column::shared(backing, set.hashes_offset(section), hashes.len())?;
+                let table = ExactTable::from_column(kind.byte_len(), keys)?;
+                let filter = ExactFilter::new(&table);
+                KindSearch::Exact { table, filter }
+            };
+            kinds.push(KindIndex {
+                kind,
+                section: section.clone(),
+                threshold: set.header().threshold(kind).min(kind.max_threshold()),
+                search,
+            });
+        }
+        Ok(ListIndex {
+            name: Arc::from(set.header().name.as_str()),
+            version: set.header().version,
+            set,
+            kinds,
+        })
+    }
+
+    /// The set this list was built from.
+    pub fn set(&self) -> &Arc<HashSetFile> {
+        &self.set
+    }
+
+    /// Bytes of search structures beyond the set itself (filters, directories, id tables,
+    /// packed codes).
+    pub fn memory_bytes(&self) -> usize {
+        self.kinds
+            .iter()
+            .map(|k| match &k.search {
+                // The keys are the set's own column.
+                KindSearch::Exact { table, filter } => {
+                    table.parts().1.len() * 4 + filter.memory_bytes()
+                }
+                KindSearch::Perceptual { index, starts } => index.memory_bytes() + starts.len() * 4,
+            })
+            .sum()
+    }
+
     fn entry_match(&self, k: &KindIndex, entry: usize, distance: u32) -> Match {
         let e = self.set.entry(&k.section, entry);
         Match {

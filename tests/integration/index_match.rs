@@ -199,3 +199,72 @@ fn match_refuses_unverified_sets_and_reports_bad_lines() {
     );
     assert_eq!(ndjson(&out.stdout).len(), 1);
 }
+
+#[test]
+fn match_with_index_dir_saves_reuses_and_rebuilds_damaged_indexes() {
+    let ex = repo().join("hashsets-example");
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("indexes");
+    let input = dir.path().join("queries.ndjson");
+    let hashes = run(&["hash", ex.join("images").to_str().unwrap()]);
+    std::fs::write(&input, &hashes.stdout).unwrap();
+    let (alpha, beta, key) = (
+        ex.join("alpha/alpha-1.hset"),
+        ex.join("beta/beta-1.hset"),
+        ex.join("example-only.pub"),
+    );
+    let args = [
+        "match",
+        "--index-dir",
+        idx.to_str().unwrap(),
+        "--hashset",
+        alpha.to_str().unwrap(),
+        "--hashset",
+        beta.to_str().unwrap(),
+        "--public-key",
+        key.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ];
+    let mut plain: Vec<&str> = args.to_vec();
+    plain.drain(1..3);
+    let expected = run(&plain);
+    assert_eq!(expected.status.code(), Some(1));
+
+    let first = run(&args);
+    assert_eq!(first.stdout, expected.stdout, "{}", stderr(&first));
+    let mut saved: Vec<_> = std::fs::read_dir(&idx)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    saved.sort();
+    let names: Vec<String> = saved
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].starts_with("alpha-1-") && names[0].ends_with(".hidx"));
+    assert!(names[1].starts_with("beta-1-"));
+
+    // Second run maps the saved indexes: same verdicts, nothing said on stderr.
+    let second = run(&args);
+    assert_eq!(second.stdout, expected.stdout);
+    assert!(stderr(&second).is_empty(), "{}", stderr(&second));
+
+    // A damaged index is reported, rebuilt and the answers stay the same.
+    let mut bytes = std::fs::read(&saved[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&saved[0], &bytes).unwrap();
+    let third = run(&args);
+    assert_eq!(third.stdout, expected.stdout);
+    assert!(
+        stderr(&third).contains("digest does not match its contents")
+            && stderr(&third).contains("rebuilt it"),
+        "{}",
+        stderr(&third)
+    );
+    assert!(
+        stderr(&run(&args)).is_empty(),
+        "the rebuilt index was saved"
+    );
+}
