@@ -9,15 +9,19 @@
 //! | module | what |
 //! |---|---|
 //! | [`cli`] | the `hashsieve` command line (clap); the only module that touches clap/anyhow |
+//! | [`server`] | the HTTP service (axum): endpoints, auth, updates, metrics, audit log |
+//! | [`config`] | the service configuration (`hashsieve.toml`), parsed strictly and validated |
 //! | [`hashset`] | signed, versioned hash sets: format, deltas, signatures, trust state |
 //! | [`hashing`] | client-side hashing: streaming digests, decoding, PDQ, aHash/dHash/pHash |
 //! | [`kinds`] | hash kinds and values: parsing, display, Hamming distance |
-//! | [`index`] | the match index: exact tables and filters (perceptual search to come) |
+//! | [`index`] | the match index: exact tables and filters, Hamming search, persisted indexes |
 //! | [`fsutil`] | atomic file writes |
 
 pub mod cli;
+pub mod config;
 pub mod fsutil;
 pub mod hashing;
 pub mod hashset;
 pub mod index;
 pub mod kinds;
+pub mod server;

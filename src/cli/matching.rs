@@ -93,7 +93,7 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
                         dir.join(name).display()
                     );
                 }
-                lists.push(list);
+                lists.push(Arc::new(list));
             }
             Index::from_lists(lists)
         }

@@ -6,6 +6,7 @@
 mod hash;
 mod hashset;
 mod matching;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,9 @@ enum Command {
     /// Match hashes against signed hash sets offline: one NDJSON verdict per query, in input
     /// order. Exit 0 no match, 1 some match (or a set refused), 2 usage or input error.
     Match(matching::MatchArgs),
+    /// Run the match service (HTTP API) on the configured lists; with no --config, the
+    /// bundled example lists on 127.0.0.1:8080 as an unauthenticated local demo.
+    Serve(serve::ServeArgs),
     /// Hash files and directories locally; prints one NDJSON record per file.
     ///
     /// Directories are walked recursively in a stable (sorted) order. A file that cannot be
@@ -104,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Keygen(args) => hashset::keygen(args),
         Command::Hashset(cmd) => hashset::run(cmd),
         Command::Match(args) => matching::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -113,6 +113,13 @@ pub fn key_id(keynum: &[u8]) -> String {
     format!("{:016X}", u64::from_le_bytes(raw))
 }
 
+/// The key id a signature names (whether or not it verifies); `None` if unreadable.
+pub fn signature_key_id(signature: &str) -> Option<String> {
+    SignatureBox::from_string(signature)
+        .ok()
+        .map(|sig| key_id(sig.keynum()))
+}
+
 /// Parses a public key from a `.pub` file's text or a bare base64 key (`RWQ...`).
 pub fn parse_public_key(text: &str) -> Result<PublicKey, String> {
     let trimmed = text.trim();

@@ -128,6 +128,9 @@ pub struct Accepted {
     /// Content digest of the accepted set (lowercase hex).
     pub digest: String,
     pub accepted_at: String,
+    /// Key id (minisign's 16 hex digits) of the key that signed the accepted file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
 }
 
 /// Why the trust state could not be loaded or saved.
@@ -188,6 +191,7 @@ impl TrustState {
                 version,
                 digest: hex_lower(&digest),
                 accepted_at: rfc3339(now),
+                signing_key: None,
             },
         );
     }

@@ -495,8 +495,8 @@ mod tests {
         let kinds = |l: &ListIndex| l.kinds.iter().map(|k| k.kind).collect::<Vec<_>>();
         assert_eq!(kinds(&loaded), kinds(&built));
         let qs = queries(&set);
-        let a = Index::from_lists(vec![built]).match_batch(&qs);
-        let b = Index::from_lists(vec![loaded]).match_batch(&qs);
+        let a = Index::from_lists(vec![Arc::new(built)]).match_batch(&qs);
+        let b = Index::from_lists(vec![Arc::new(loaded)]).match_batch(&qs);
         assert_eq!(a, b);
         assert!(a.iter().filter(|v| !v.matches.is_empty()).count() >= set.len());
     }

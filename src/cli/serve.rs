@@ -1,0 +1,101 @@
+//! `hashsieve serve [--config FILE]`: the match service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+
+use super::Outcome;
+use crate::config::Config;
+use crate::server::{self, AppState};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// The configuration (hashsieve.toml). Without one: the bundled example lists in
+    /// ./hashsets-example on 127.0.0.1:8080, unauthenticated (a local demo).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen here instead of the configuration's `listen` (port 0 picks a free port; the
+    /// address is logged as "listening on http://ADDR").
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HASHSIEVE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => {
+            let here = std::env::current_dir().context("cannot read the current directory")?;
+            if !here.join("hashsets-example").is_dir() {
+                bail!(
+                    "no --config given and no hashsets-example/ in {}: run from the repository root for the demo, or pass --config FILE",
+                    here.display()
+                );
+            }
+            Config::demo(&here)?
+        }
+    };
+    if let Some(listen) = args.listen {
+        if !listen.ip().is_loopback() && config.partners.is_empty() {
+            bail!(
+                "--listen {listen}: not a loopback address and no [[partners]] are configured: refusing to serve lists to anyone unauthenticated"
+            );
+        }
+        config.listen = listen;
+    }
+    if config.is_open_demo() {
+        tracing::warn!(
+            "no partner keys configured: this is an unauthenticated local demo (loopback only); configure [[partners]] before real use"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hashsieve-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    let state = AppState::start(config).context("cannot start the service")?;
+    let listen = state.config.listen;
+    let served = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!("listening on http://{local}");
+        server::run(listener, std::sync::Arc::clone(&state), shutdown_signal())
+            .await
+            .context("serving")
+    });
+    tracing::info!("shutting down: in-flight requests drained, stopping the updater");
+    state.stop();
+    served.map(|()| Outcome::Ok)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

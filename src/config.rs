@@ -1,0 +1,581 @@
+//! The service configuration (`hashsieve.toml`): parsed strictly (an unknown key is an error,
+//! named with its line), then validated so that every later step can rely on it; every
+//! validation error names the key (`lists[1].source`) and says what is wrong.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use minisign::PublicKey;
+use serde::Deserialize;
+
+use crate::hashset::signing::parse_public_key;
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default = "default_audit_log")]
+    pub audit_log: PathBuf,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub lists: Vec<RawList>,
+    #[serde(default)]
+    pub partners: Vec<RawPartner>,
+    #[serde(default)]
+    pub admins: Vec<RawAdmin>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_state_dir() -> PathBuf {
+    "hashsieve-state".into()
+}
+fn default_audit_log() -> PathBuf {
+    "hashsieve-audit.jsonl".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Largest set or delta accepted from a source or an upload.
+    #[serde(default = "default_max_set_bytes")]
+    pub max_set_bytes: u64,
+    /// The audit log is rotated (renamed to `.1`, replacing the previous one) past this size.
+    #[serde(default = "default_audit_rotate_bytes")]
+    pub audit_rotate_bytes: u64,
+}
+
+fn default_max_batch() -> usize {
+    10_000
+}
+fn default_max_body_bytes() -> usize {
+    16 << 20
+}
+fn default_request_timeout_ms() -> u64 {
+    5_000
+}
+fn default_max_set_bytes() -> u64 {
+    crate::hashset::trust::DEFAULT_MAX_BYTES
+}
+fn default_audit_rotate_bytes() -> u64 {
+    256 << 20
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_batch: default_max_batch(),
+            max_body_bytes: default_max_body_bytes(),
+            request_timeout_ms: default_request_timeout_ms(),
+            max_set_bytes: default_max_set_bytes(),
+            audit_rotate_bytes: default_audit_rotate_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawList {
+    pub name: String,
+    pub source: String,
+    pub public_keys: Vec<String>,
+    #[serde(default = "default_poll_seconds")]
+    pub poll_seconds: u64,
+    /// Report the matches of a low-quality PDQ query (verdict `low_quality`) to partners.
+    #[serde(default)]
+    pub report_low_quality: bool,
+}
+
+fn default_poll_seconds() -> u64 {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPartner {
+    pub name: String,
+    pub key_sha256: String,
+    pub lists: Vec<String>,
+    #[serde(default = "default_rate")]
+    pub rate_per_second: u32,
+    #[serde(default)]
+    pub distance: DistancePolicy,
+}
+
+fn default_rate() -> u32 {
+    1000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub name: String,
+    pub key_sha256: String,
+}
+
+/// What a partner learns about a match's distance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DistancePolicy {
+    /// The exact Hamming distance.
+    #[default]
+    Exact,
+    /// Rounded up to a multiple of 8 (0 stays 0): enough to rank, too coarse to walk the list.
+    Coarse,
+    /// No distance at all.
+    None,
+}
+
+impl DistancePolicy {
+    /// The distance as this partner may see it.
+    pub fn apply(self, d: u32) -> Option<u32> {
+        match self {
+            DistancePolicy::Exact => Some(d),
+            DistancePolicy::Coarse => Some(d.div_ceil(8) * 8),
+            DistancePolicy::None => None,
+        }
+    }
+}
+
+/// Where a list's signed files come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A local directory holding `<list>-<version>.hset` / `.hdelta` and their `.minisig`.
+    Dir(PathBuf),
+    /// Only admin uploads (`POST /v1/admin/hashsets/{list}`).
+    Upload,
+}
+
+/// A validated list.
+#[derive(Debug, Clone)]
+pub struct ListConfig {
+    pub name: String,
+    pub source: Source,
+    pub public_keys: Vec<PublicKey>,
+    pub poll_seconds: u64,
+    pub report_low_quality: bool,
+}
+
+/// A validated partner.
+#[derive(Debug, Clone)]
+pub struct Partner {
+    pub name: String,
+    pub key_sha256: [u8; 32],
+    pub lists: BTreeSet<String>,
+    pub rate_per_second: u32,
+    pub distance: DistancePolicy,
+}
+
+/// A validated admin.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub name: String,
+    pub key_sha256: [u8; 32],
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub audit_log: PathBuf,
+    pub limits: Limits,
+    pub lists: Vec<ListConfig>,
+    pub partners: Vec<Partner>,
+    pub admins: Vec<Admin>,
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates `path`. Relative paths in the file (state dir, audit log, `dir:`
+    /// sources) are taken relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Config::validate(raw, path, base)
+    }
+
+    /// Validates a parsed file (`path` names it in errors; `base` anchors relative paths).
+    pub fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let listen: SocketAddr = raw.listen.parse().map_err(|e| {
+            invalid(
+                "listen".into(),
+                format!("{:?} is not an address:port ({e})", raw.listen),
+            )
+        })?;
+        if raw.tls_cert.is_some() || raw.tls_key.is_some() {
+            let key = if raw.tls_cert.is_some() {
+                "tls_cert"
+            } else {
+                "tls_key"
+            };
+            return Err(invalid(
+                key.into(),
+                "TLS is not built into this version yet; terminate TLS in front of the service"
+                    .into(),
+            ));
+        }
+        let l = &raw.limits;
+        for (key, value) in [
+            ("limits.max_batch", l.max_batch as u64),
+            ("limits.max_body_bytes", l.max_body_bytes as u64),
+            ("limits.request_timeout_ms", l.request_timeout_ms),
+            ("limits.max_set_bytes", l.max_set_bytes),
+            ("limits.audit_rotate_bytes", l.audit_rotate_bytes),
+        ] {
+            if value == 0 {
+                return Err(invalid(key.into(), "must be greater than 0".into()));
+            }
+        }
+        let mut names = BTreeSet::new();
+        let mut lists = Vec::new();
+        for (i, list) in raw.lists.iter().enumerate() {
+            let key = |field: &str| format!("lists[{i}].{field}");
+            if !valid_name(&list.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!(
+                        "{:?}: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit",
+                        list.name
+                    ),
+                ));
+            }
+            if !names.insert(list.name.clone()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("list {:?} is configured twice", list.name),
+                ));
+            }
+            let source = if let Some(dir) = list.source.strip_prefix("dir:") {
+                if dir.is_empty() {
+                    return Err(invalid(key("source"), "dir: needs a directory".into()));
+                }
+                Source::Dir(base.join(dir))
+            } else if list.source == "upload" {
+                Source::Upload
+            } else if list.source.starts_with("https://") || list.source.starts_with("s3://") {
+                return Err(invalid(
+                    key("source"),
+                    format!(
+                        "{:?}: https:// and s3:// sources are not built into this version yet; use dir: (with a sync job) or upload",
+                        list.source
+                    ),
+                ));
+            } else {
+                return Err(invalid(
+                    key("source"),
+                    format!("{:?}: expected dir:PATH or upload", list.source),
+                ));
+            };
+            if list.public_keys.is_empty() {
+                return Err(invalid(
+                    key("public_keys"),
+                    "at least one minisign public key is needed".into(),
+                ));
+            }
+            let mut keys = Vec::new();
+            for (k, text) in list.public_keys.iter().enumerate() {
+                keys.push(
+                    parse_public_key(text)
+                        .map_err(|e| invalid(format!("lists[{i}].public_keys[{k}]"), e))?,
+                );
+            }
+            if list.poll_seconds == 0 {
+                return Err(invalid(
+                    key("poll_seconds"),
+                    "must be greater than 0".into(),
+                ));
+            }
+            lists.push(ListConfig {
+                name: list.name.clone(),
+                source,
+                public_keys: keys,
+                poll_seconds: list.poll_seconds,
+                report_low_quality: list.report_low_quality,
+            });
+        }
+        let mut digests = BTreeSet::new();
+        let mut partner_names = BTreeSet::new();
+        let mut partners = Vec::new();
+        for (i, p) in raw.partners.iter().enumerate() {
+            let key = |field: &str| format!("partners[{i}].{field}");
+            if !valid_name(&p.name) || !partner_names.insert(p.name.clone()) {
+                return Err(invalid(
+                    key("name"),
+                    format!(
+                        "{:?}: names must be unique, 1-64 letters, digits, '-', '_' or '.'",
+                        p.name
+                    ),
+                ));
+            }
+            let digest = parse_digest(&p.key_sha256).map_err(|m| invalid(key("key_sha256"), m))?;
+            if !digests.insert(digest) {
+                return Err(invalid(
+                    key("key_sha256"),
+                    "the same key is configured twice".into(),
+                ));
+            }
+            for (k, list) in p.lists.iter().enumerate() {
+                if !names.contains(list) {
+                    return Err(invalid(
+                        format!("partners[{i}].lists[{k}]"),
+                        format!("no list named {list:?} is configured"),
+                    ));
+                }
+            }
+            if p.rate_per_second == 0 {
+                return Err(invalid(
+                    key("rate_per_second"),
+                    "must be greater than 0".into(),
+                ));
+            }
+            partners.push(Partner {
+                name: p.name.clone(),
+                key_sha256: digest,
+                lists: p.lists.iter().cloned().collect(),
+                rate_per_second: p.rate_per_second,
+                distance: p.distance,
+            });
+        }
+        let mut admins = Vec::new();
+        for (i, a) in raw.admins.iter().enumerate() {
+            let key = |field: &str| format!("admins[{i}].{field}");
+            if !valid_name(&a.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} is not a valid name", a.name),
+                ));
+            }
+            let digest = parse_digest(&a.key_sha256).map_err(|m| invalid(key("key_sha256"), m))?;
+            if !digests.insert(digest) {
+                return Err(invalid(
+                    key("key_sha256"),
+                    "admin keys must differ from partner keys and from each other".into(),
+                ));
+            }
+            admins.push(Admin {
+                name: a.name.clone(),
+                key_sha256: digest,
+            });
+        }
+        if !listen.ip().is_loopback() && partners.is_empty() {
+            return Err(invalid(
+                "listen".into(),
+                format!(
+                    "{listen} is not a loopback address and no [[partners]] are configured: refusing to serve lists to anyone unauthenticated"
+                ),
+            ));
+        }
+        Ok(Config {
+            listen,
+            state_dir: base.join(&raw.state_dir),
+            audit_log: base.join(&raw.audit_log),
+            limits: raw.limits,
+            lists,
+            partners,
+            admins,
+        })
+    }
+
+    /// The built-in demo: the bundled example lists (from `hashsets-example/` under `root`)
+    /// on 127.0.0.1:8080, no partners (unauthenticated, loopback only), no admins.
+    pub fn demo(root: &Path) -> Result<Config, ConfigError> {
+        let ex = root.join("hashsets-example");
+        let key_path = ex.join("example-only.pub");
+        let key = std::fs::read_to_string(&key_path).map_err(|source| ConfigError::Read {
+            path: key_path.clone(),
+            source,
+        })?;
+        let list = |name: &str| RawList {
+            name: name.into(),
+            source: format!("dir:{}", ex.join(name).display()),
+            public_keys: vec![key.clone()],
+            poll_seconds: default_poll_seconds(),
+            report_low_quality: false,
+        };
+        let raw = RawConfig {
+            listen: default_listen(),
+            state_dir: default_state_dir(),
+            audit_log: default_audit_log(),
+            tls_cert: None,
+            tls_key: None,
+            limits: Limits::default(),
+            lists: vec![list("alpha"), list("beta")],
+            partners: Vec::new(),
+            admins: Vec::new(),
+        };
+        Config::validate(raw, Path::new("<built-in demo config>"), root)
+    }
+
+    /// True when anyone who can reach the port may match (no partner keys configured).
+    pub fn is_open_demo(&self) -> bool {
+        self.partners.is_empty()
+    }
+}
+
+/// List and partner names: they appear in file names, metrics labels and URLs.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn parse_digest(hex: &str) -> Result<[u8; 32], String> {
+    let value = crate::kinds::HashValue::parse(crate::kinds::HashKind::Sha256, hex)
+        .map_err(|e| format!("expected the SHA-256 of the API key as 64 hex digits: {e}"))?;
+    let mut out = [0u8; 32];
+    out.copy_from_slice(value.as_bytes());
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "RWQgl8I0ex2a+NLQjXwyjoRoy9dsoG3+jTWqHAIfeCxSZgB5G9Zdjv2Q";
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hashsieve.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+    }
+
+    fn err(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_and_a_full_file() {
+        let c = load("").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.limits.max_batch, 10_000);
+        assert!(c.is_open_demo());
+        let c = load(&format!(
+            r#"
+listen = "0.0.0.0:9000"
+[limits]
+max_batch = 5
+[[lists]]
+name = "alpha"
+source = "dir:published/alpha"
+public_keys = ["{KEY}"]
+[[partners]]
+name = "isp-one"
+key_sha256 = "{}"
+lists = ["alpha"]
+distance = "coarse"
+[[admins]]
+name = "ops"
+key_sha256 = "{}"
+"#,
+            "ab".repeat(32),
+            "cd".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(c.limits.max_batch, 5);
+        assert_eq!(c.partners[0].distance, DistancePolicy::Coarse);
+        assert!(matches!(&c.lists[0].source, Source::Dir(p) if p.ends_with("published/alpha")));
+    }
+
+    #[test]
+    fn every_error_names_the_key() {
+        assert!(err("lisen = \"x\"").contains("unknown field `lisen`"));
+        assert!(err("[limits]\nmax_batchh = 1").contains("max_batchh"));
+        assert!(err("listen = \"nowhere\"").contains("listen: \"nowhere\" is not an address"));
+        assert!(err("[limits]\nmax_batch = 0").contains("limits.max_batch: must be greater"));
+        let list = |extra: &str| {
+            format!(
+                "[[lists]]\nname = \"a\"\nsource = \"dir:x\"\npublic_keys = [\"{KEY}\"]\n{extra}"
+            )
+        };
+        assert!(err(&format!("{}\n{}", list(""), list(""))).contains("lists[1].name"));
+        assert!(
+            err(&list("").replace("dir:x", "ftp://x")).contains("lists[0].source: \"ftp://x\"")
+        );
+        assert!(
+            err(&list("").replace(KEY, "nope")).contains("lists[0].public_keys[0]: not a minisign")
+        );
+        let partner = |digest: &str, lists: &str| {
+            format!(
+                "{}\n[[partners]]\nname = \"p\"\nkey_sha256 = \"{digest}\"\nlists = [{lists}]\n",
+                list("")
+            )
+        };
+        assert!(
+            err(&partner("xyz", "\"a\"")).contains("partners[0].key_sha256: expected the SHA-256")
+        );
+        assert!(
+            err(&partner(&"ab".repeat(32), "\"zz\""))
+                .contains("partners[0].lists[0]: no list named \"zz\"")
+        );
+        assert!(
+            err(&format!(
+                "{}[[admins]]\nname = \"o\"\nkey_sha256 = \"{}\"\n",
+                partner(&"ab".repeat(32), "\"a\""),
+                "ab".repeat(32)
+            ))
+            .contains("admins[0].key_sha256: admin keys must differ")
+        );
+        assert!(err("listen = \"0.0.0.0:8080\"").contains("not a loopback address"));
+        assert!(err("tls_cert = \"c.pem\"").contains("tls_cert: TLS is not built"));
+    }
+
+    #[test]
+    fn coarse_distances_round_up_to_eight() {
+        let c = DistancePolicy::Coarse;
+        assert_eq!(
+            [0, 1, 8, 9, 31].map(|d| c.apply(d)),
+            [Some(0), Some(8), Some(8), Some(16), Some(32)]
+        );
+        assert_eq!(DistancePolicy::None.apply(3), None);
+    }
+}

@@ -1,0 +1,190 @@
+//! The match service: axum on tokio.
+//!
+//! - [`api`]: the endpoints of the contract (match, lists, admin upload, health, metrics);
+//! - [`auth`]: partner and admin keys (SHA-256 digests, compared in constant time),
+//!   entitlements and per-partner rate limits;
+//! - [`updates`]: the single writer that verifies sets and deltas and swaps snapshots;
+//! - [`metrics`]: Prometheus counters and histograms; [`audit`]: the match audit log;
+//! - [`problem`]: RFC 9457 error bodies.
+//!
+//! Lookups never lock: a request loads the current [`Snapshot`] once (`ArcSwap`) and uses it
+//! from start to end, so an update never changes an answer half-way.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod metrics;
+pub mod problem;
+pub mod updates;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::index::{Index, ListIndex};
+
+/// All lists, each at one version, as one immutable value.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub index: Index,
+    /// List name -> version served.
+    pub versions: BTreeMap<String, u64>,
+}
+
+impl Snapshot {
+    pub fn new(lists: Vec<Arc<ListIndex>>) -> Snapshot {
+        let versions = lists
+            .iter()
+            .map(|l| (l.name().to_owned(), l.version()))
+            .collect();
+        Snapshot {
+            index: Index::from_lists(lists),
+            versions,
+        }
+    }
+}
+
+/// What `/v1/lists` shows about one configured list.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ListStatus {
+    pub name: String,
+    pub version: Option<u64>,
+    pub digest: Option<String>,
+    pub counts: BTreeMap<String, usize>,
+    pub created: Option<String>,
+    pub expires: Option<String>,
+    #[serde(skip)]
+    pub expires_unix: Option<i64>,
+    pub signing_key: Option<String>,
+    pub last_update: Option<String>,
+    pub last_refusal: Option<Refused>,
+}
+
+/// The last file a list refused, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refused {
+    pub at: String,
+    pub reason: String,
+}
+
+/// What the updater writes and the request handlers read.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub status: Mutex<BTreeMap<String, ListStatus>>,
+    pub metrics: metrics::Metrics,
+}
+
+impl Shared {
+    pub fn new(config: &Config) -> Shared {
+        let status = config
+            .lists
+            .iter()
+            .map(|l| {
+                (
+                    l.name.clone(),
+                    ListStatus {
+                        name: l.name.clone(),
+                        ..ListStatus::default()
+                    },
+                )
+            })
+            .collect();
+        Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            status: Mutex::new(status),
+            metrics: metrics::Metrics::new(),
+        }
+    }
+
+    /// Runs `f` on `list`'s status (a poisoned lock is recovered: the status is plain data).
+    pub fn with_status<R>(&self, list: &str, f: impl FnOnce(&mut ListStatus) -> R) -> R {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = status.entry(list.to_owned()).or_insert_with(|| ListStatus {
+            name: list.to_owned(),
+            ..ListStatus::default()
+        });
+        f(entry)
+    }
+
+    /// A copy of every list's status, in name order.
+    pub fn statuses(&self) -> Vec<ListStatus> {
+        let status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.values().cloned().collect()
+    }
+}
+
+/// Everything a request handler needs.
+pub struct AppState {
+    pub config: Config,
+    pub shared: Arc<Shared>,
+    pub auth: auth::Auth,
+    pub audit: audit::AuditLog,
+    updater: Mutex<std::sync::mpsc::Sender<updates::Command>>,
+    updater_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Update(#[from] updates::UpdateError),
+    #[error("cannot start the updater thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl AppState {
+    /// Restores the state dir, publishes the first snapshot and starts the updater thread
+    /// (which polls the sources right away).
+    pub fn start(config: Config) -> Result<Arc<AppState>, StartError> {
+        let shared = Arc::new(Shared::new(&config));
+        let updater = updates::Updater::new(&config, Arc::clone(&shared))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("hashsieve-updater".into())
+            .spawn(move || updater.run(rx))
+            .map_err(StartError::Thread)?;
+        Ok(Arc::new(AppState {
+            auth: auth::Auth::new(&config),
+            audit: audit::AuditLog::new(config.audit_log.clone(), config.limits.audit_rotate_bytes),
+            config,
+            shared,
+            updater: Mutex::new(tx),
+            updater_thread: Mutex::new(Some(thread)),
+        }))
+    }
+
+    /// Sends a command to the updater; false if it has stopped.
+    pub fn send(&self, command: updates::Command) -> bool {
+        let tx = self.updater.lock().unwrap_or_else(|e| e.into_inner());
+        tx.send(command).is_ok()
+    }
+
+    /// Stops the updater thread and waits for it (it finishes the file in hand first).
+    pub fn stop(&self) {
+        self.send(updates::Command::Stop);
+        let handle = self
+            .updater_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = api::router(Arc::clone(&state));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,465 @@
+//! Hash-set updates: the one writer. A dedicated thread owns the trust state and every list's
+//! current set; it restores the last good sets from the state dir at start, polls `dir:`
+//! sources, takes admin uploads, and for each file runs the full verification (signature by a
+//! configured key, trusted comment, structure, expiry, version above the accepted one) before
+//! anything is indexed. A new index is built off the request path and published with one
+//! atomic swap; a refused or broken file leaves the previous version serving and is recorded
+//! as the list's last refusal.
+//!
+//! State dir layout: `trust.json` (per list, highest accepted version, digest, signing key),
+//! `sets/<list>.hset` (the last good set; on restart it must have exactly the digest the
+//! trust state records), `index/` (persisted indexes, see [`crate::index::store`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{Config, ListConfig, Source};
+use crate::hashset::delta::DeltaError;
+use crate::hashset::format::HashSetFile;
+use crate::hashset::signing::{Published, signature_key_id};
+use crate::hashset::trust::{self, Policy, Refusal, StateError, TrustState};
+use crate::hashset::{FormatError, now_unix, rfc3339};
+use crate::index::store;
+use crate::index::{IndexError, ListIndex};
+use crate::kinds::hex_lower;
+
+use super::{ListStatus, Refused, Shared, Snapshot};
+
+/// Why an offered set or delta was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(
+        "{path}: delta from version {base} but this service has {}",
+        have.map_or("no version".to_owned(), |v| format!("version {v}"))
+    )]
+    NoBase {
+        path: String,
+        base: u64,
+        have: Option<u64>,
+    },
+    #[error("{path}: {source}")]
+    Delta {
+        path: String,
+        #[source]
+        source: DeltaError,
+    },
+    #[error("{path}: delta result: {source}")]
+    Result {
+        path: String,
+        #[source]
+        source: FormatError,
+    },
+    #[error("{path}: delta result digest {got} differs from the signed {expected}")]
+    ResultDigest {
+        path: String,
+        got: String,
+        expected: String,
+    },
+    #[error("{path}: {list:?} is not a configured list")]
+    UnknownList { path: String, list: String },
+    #[error("building the index: {0}")]
+    Index(#[from] IndexError),
+    #[error("saving state: {0}")]
+    State(#[from] StateError),
+    #[error("saving state: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A message to the updater thread.
+pub enum Command {
+    /// A signed set or delta uploaded by an admin, with a reply channel.
+    Offer {
+        list: String,
+        bytes: Vec<u8>,
+        signature: String,
+        reply: tokio::sync::oneshot::Sender<Result<u64, String>>,
+    },
+    /// Poll every source now (tests, SIGHUP).
+    PollNow,
+    Stop,
+}
+
+struct ListState {
+    config: ListConfig,
+    current: Option<Arc<HashSetFile>>,
+    /// The index of `current`, kept so that publishing another list's update reuses it.
+    index: Option<Arc<ListIndex>>,
+    /// Files already refused, by (length, modified time): not retried until they change.
+    refused: HashMap<PathBuf, (u64, Option<SystemTime>)>,
+    next_poll: Instant,
+}
+
+/// The updater: create with [`Updater::new`] (restores the state dir), then [`Updater::run`]
+/// on its own thread.
+pub struct Updater {
+    lists: Vec<ListState>,
+    trust: TrustState,
+    state_dir: PathBuf,
+    max_set_bytes: u64,
+    shared: Arc<Shared>,
+}
+
+impl Updater {
+    /// Loads the trust state and the last good sets, builds (or maps) their indexes and
+    /// publishes the first snapshot. A last good set that no longer checks out (wrong
+    /// digest, expired, unreadable) is reported as the list's refusal and not served.
+    pub fn new(config: &Config, shared: Arc<Shared>) -> Result<Updater, UpdateError> {
+        let state_dir = config.state_dir.clone();
+        std::fs::create_dir_all(state_dir.join("sets"))?;
+        std::fs::create_dir_all(state_dir.join("index"))?;
+        let trust = TrustState::load(&state_dir.join("trust.json"))?;
+        let mut updater = Updater {
+            lists: config
+                .lists
+                .iter()
+                .map(|c| ListState {
+                    config: c.clone(),
+                    current: None,
+                    index: None,
+                    refused: HashMap::new(),
+                    next_poll: Instant::now(),
+                })
+                .collect(),
+            trust,
+            state_dir,
+            max_set_bytes: config.limits.max_set_bytes,
+            shared,
+        };
+        for i in 0..updater.lists.len() {
+            updater.restore(i);
+        }
+        updater.publish()?;
+        Ok(updater)
+    }
+
+    fn set_path(&self, list: &str) -> PathBuf {
+        self.state_dir.join("sets").join(format!("{list}.hset"))
+    }
+
+    /// Restores list `i` from the state dir, if the trust state has it.
+    fn restore(&mut self, i: usize) {
+        let name = self.lists[i].config.name.clone();
+        let Some(accepted) = self.trust.accepted(&name).cloned() else {
+            return;
+        };
+        let path = self.set_path(&name);
+        let outcome = (|| -> Result<HashSetFile, String> {
+            let bytes = std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
+            let set = HashSetFile::parse(bytes).map_err(|e| e.to_string())?;
+            if hex_lower(&set.digest()) != accepted.digest
+                || set.header().version != accepted.version
+            {
+                return Err(format!(
+                    "holds version {} digest {}, but the trust state accepted version {} digest {}",
+                    set.header().version,
+                    hex_lower(&set.digest()),
+                    accepted.version,
+                    accepted.digest
+                ));
+            }
+            if set.header().expires <= now_unix() {
+                return Err(format!(
+                    "version {} expired at {}",
+                    set.header().version,
+                    rfc3339(set.header().expires)
+                ));
+            }
+            Ok(set)
+        })();
+        match outcome {
+            Ok(set) => {
+                let set = Arc::new(set);
+                self.lists[i].current = Some(Arc::clone(&set));
+                self.shared.with_status(&name, |s| {
+                    s.describe(&set, accepted.signing_key.clone());
+                    s.last_update = Some(accepted.accepted_at.clone());
+                });
+                tracing::info!(list = %name, version = accepted.version, "restored from the state dir");
+            }
+            Err(reason) => {
+                let reason = format!("{}: {reason}", path.display());
+                tracing::warn!(list = %name, %reason, "last good set not restored");
+                self.shared.refusal(&name, reason);
+            }
+        }
+    }
+
+    /// Builds (or maps) the index of every list whose current set has none yet, then swaps
+    /// in a snapshot of all lists that have an unexpired version.
+    fn publish(&mut self) -> Result<(), UpdateError> {
+        let index_dir = self.state_dir.join("index");
+        let now = now_unix();
+        for l in &mut self.lists {
+            let Some(set) = &l.current else { continue };
+            let stale = l
+                .index
+                .as_ref()
+                .is_none_or(|ix| ix.set().digest() != set.digest());
+            if stale {
+                let (list, problem) = store::open_or_build(Arc::clone(set), &index_dir)?;
+                if let Some(problem) = problem {
+                    tracing::warn!(list = %l.config.name, %problem, "saved index not used; rebuilt");
+                }
+                l.index = Some(Arc::new(list));
+            }
+        }
+        let serving: Vec<Arc<ListIndex>> = self
+            .lists
+            .iter()
+            .filter_map(|l| l.index.clone())
+            .filter(|ix| ix.set().header().expires > now)
+            .collect();
+        let keep: Vec<String> = serving
+            .iter()
+            .map(|ix| store::file_name(ix.set()))
+            .collect();
+        self.shared.swap(serving);
+        // Index files of replaced versions: requests still holding the old snapshot keep
+        // their map (unlinking a mapped file is safe); the name is free for reuse.
+        if let Ok(entries) = std::fs::read_dir(&index_dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".hidx") && !keep.contains(&name) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until [`Command::Stop`] or the sender is dropped: polls sources when due and
+    /// handles offers.
+    pub fn run(mut self, commands: mpsc::Receiver<Command>) {
+        loop {
+            self.poll_due(false);
+            let wait = self
+                .lists
+                .iter()
+                .filter(|l| matches!(l.config.source, Source::Dir(_)))
+                .map(|l| l.next_poll.saturating_duration_since(Instant::now()))
+                .min()
+                .unwrap_or(Duration::from_secs(3600));
+            match commands.recv_timeout(wait) {
+                Ok(Command::Offer {
+                    list,
+                    bytes,
+                    signature,
+                    reply,
+                }) => {
+                    let result = self
+                        .offer_by_name(&list, bytes, &signature)
+                        .map_err(|e| e.to_string());
+                    let _ = reply.send(result);
+                }
+                Ok(Command::PollNow) => self.poll_due(true),
+                Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    fn poll_due(&mut self, all: bool) {
+        let now = Instant::now();
+        for i in 0..self.lists.len() {
+            if all || self.lists[i].next_poll <= now {
+                self.poll(i);
+                let every = Duration::from_secs(self.lists[i].config.poll_seconds);
+                self.lists[i].next_poll = Instant::now() + every;
+            }
+        }
+    }
+
+    fn offer_by_name(
+        &mut self,
+        list: &str,
+        bytes: Vec<u8>,
+        signature: &str,
+    ) -> Result<u64, UpdateError> {
+        let i = self
+            .lists
+            .iter()
+            .position(|l| l.config.name == list)
+            .ok_or_else(|| UpdateError::UnknownList {
+                path: "upload".into(),
+                list: list.to_owned(),
+            })?;
+        let label = format!("upload to {list}");
+        let result = self.offer(i, Path::new(&label), bytes, Some(signature));
+        if let Err(e) = &result {
+            self.shared.refusal(list, e.to_string());
+        }
+        result
+    }
+
+    /// Polls a `dir:` source: applies, in version order, every file above the current
+    /// version (deltas chain from the current version; a full set may jump ahead), and
+    /// records a refusal for the others. Files refused once are skipped until they change.
+    fn poll(&mut self, i: usize) {
+        let Source::Dir(dir) = &self.lists[i].config.source else {
+            return;
+        };
+        let dir = dir.clone();
+        let name = self.lists[i].config.name.clone();
+        let mut candidates: Vec<(u64, bool, PathBuf)> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .flatten()
+                .filter_map(|e| {
+                    let file = e.file_name().to_string_lossy().into_owned();
+                    let (stem, is_delta) = if let Some(s) = file.strip_suffix(".hdelta") {
+                        (s.to_owned(), true)
+                    } else {
+                        (file.strip_suffix(".hset")?.to_owned(), false)
+                    };
+                    let version: u64 = stem.strip_prefix(&format!("{name}-"))?.parse().ok()?;
+                    Some((version, is_delta, e.path()))
+                })
+                .collect(),
+            Err(e) => {
+                let reason = format!("{}: cannot read the source directory: {e}", dir.display());
+                self.shared.refusal(&name, reason);
+                return;
+            }
+        };
+        // Oldest first; at one version a delta (small) before a full set.
+        candidates.sort_by_key(|(v, is_delta, _)| (*v, !*is_delta));
+        for (version, _, path) in candidates {
+            let have = self.lists[i].current.as_ref().map(|s| s.header().version);
+            if have.is_some_and(|h| version <= h) {
+                continue;
+            }
+            let stamp = std::fs::metadata(&path)
+                .map(|m| (m.len(), m.modified().ok()))
+                .unwrap_or((0, None));
+            if self.lists[i].refused.get(&path) == Some(&stamp) {
+                continue;
+            }
+            let outcome = trust::read_limited(&path, self.max_set_bytes)
+                .map_err(UpdateError::from)
+                .and_then(|bytes| {
+                    let signature = std::fs::read(trust::signature_path(&path))
+                        .ok()
+                        .map(|s| String::from_utf8_lossy(&s).into_owned());
+                    self.offer(i, &path, bytes, signature.as_deref())
+                });
+            if let Err(e) = outcome {
+                tracing::warn!(list = %name, refusal = %e, "update refused");
+                self.shared.refusal(&name, e.to_string());
+                self.lists[i].refused.insert(path, stamp);
+            }
+        }
+    }
+
+    /// Verifies one file for list `i` and, if it checks out, makes it the list's version.
+    fn offer(
+        &mut self,
+        i: usize,
+        path: &Path,
+        bytes: Vec<u8>,
+        signature: Option<&str>,
+    ) -> Result<u64, UpdateError> {
+        let name = self.lists[i].config.name.clone();
+        let mut policy = Policy::new(self.lists[i].config.public_keys.clone());
+        policy.max_bytes = self.max_set_bytes;
+        policy.list = Some(name.clone());
+        let key = signature.and_then(signature_key_id);
+        let published = trust::verify_bytes(path, bytes, signature, &policy, Some(&self.trust))?;
+        let label = path.display().to_string();
+        let set = match published {
+            Published::Set(set) => set,
+            Published::Delta(delta) => {
+                let current = self.lists[i]
+                    .current
+                    .clone()
+                    .filter(|c| c.header().version == delta.base_version())
+                    .ok_or_else(|| UpdateError::NoBase {
+                        path: label.clone(),
+                        base: delta.base_version(),
+                        have: self.lists[i].current.as_ref().map(|c| c.header().version),
+                    })?;
+                let bytes = delta.apply(&current).map_err(|source| UpdateError::Delta {
+                    path: label.clone(),
+                    source,
+                })?;
+                let set = HashSetFile::parse(bytes).map_err(|source| UpdateError::Result {
+                    path: label.clone(),
+                    source,
+                })?;
+                if set.digest() != delta.result_digest() {
+                    return Err(UpdateError::ResultDigest {
+                        path: label,
+                        got: hex_lower(&set.digest()),
+                        expected: hex_lower(&delta.result_digest()),
+                    });
+                }
+                set
+            }
+        };
+        let version = set.header().version;
+        let set = Arc::new(set);
+        // Durable first (set, then trust state), then served: after a crash the state dir
+        // holds either the old pair or the new one.
+        crate::fsutil::write_atomic(&self.set_path(&name), set.bytes())?;
+        let previous = self.trust.clone();
+        self.trust.record(&name, version, set.digest(), now_unix());
+        if let Some(accepted) = self.trust.lists.get_mut(&name) {
+            accepted.signing_key = key.clone();
+        }
+        if let Err(e) = self.trust.save(&self.state_dir.join("trust.json")) {
+            self.trust = previous;
+            return Err(e.into());
+        }
+        let old = self.lists[i].current.replace(Arc::clone(&set));
+        if let Err(e) = self.publish() {
+            self.lists[i].current = old;
+            return Err(e);
+        }
+        let accepted_at = self.trust.accepted(&name).map(|a| a.accepted_at.clone());
+        self.shared.with_status(&name, |s| {
+            s.describe(&set, key);
+            s.last_update = accepted_at;
+        });
+        self.shared.metrics.index_version(&name, version);
+        tracing::info!(list = %name, version, file = %label, "update accepted and serving");
+        Ok(version)
+    }
+}
+
+impl ListStatus {
+    fn describe(&mut self, set: &HashSetFile, signing_key: Option<String>) {
+        let h = set.header();
+        self.version = Some(h.version);
+        self.digest = Some(hex_lower(&set.digest()));
+        self.created = Some(rfc3339(h.created));
+        self.expires = Some(rfc3339(h.expires));
+        self.expires_unix = Some(h.expires);
+        self.counts = set
+            .counts()
+            .into_iter()
+            .map(|(k, n)| (k.name().to_owned(), n))
+            .collect::<BTreeMap<_, _>>();
+        self.signing_key = signing_key;
+    }
+}
+
+impl Shared {
+    /// Records a refusal for `list` (shown in `/v1/lists`, counted in the metrics).
+    pub fn refusal(&self, list: &str, reason: String) {
+        self.metrics.update_refused(list);
+        self.with_status(list, |s| {
+            s.last_refusal = Some(Refused {
+                at: rfc3339(now_unix()),
+                reason,
+            });
+        });
+    }
+
+    /// Publishes a new snapshot over `lists`.
+    fn swap(&self, lists: Vec<Arc<ListIndex>>) {
+        self.snapshot.store(Arc::new(Snapshot::new(lists)));
+    }
+}
