@@ -327,9 +327,15 @@ impl Updater {
         };
         // Oldest first; at one version a delta (small) before a full set.
         candidates.sort_by_key(|(v, is_delta, _)| (*v, !*is_delta));
+        // Older files beside newer ones are normal history and are skipped. But a source
+        // whose newest file is older than the version served has been rolled back: offer
+        // that file, so the trust state refuses it and the refusal shows.
+        let have = self.lists[i].current.as_ref().map(|s| s.header().version);
+        let newest = candidates.last().map(|(v, _, _)| *v);
+        let rolled_back = matches!((have, newest), (Some(h), Some(n)) if n < h);
         for (version, _, path) in candidates {
             let have = self.lists[i].current.as_ref().map(|s| s.header().version);
-            if have.is_some_and(|h| version <= h) {
+            if have.is_some_and(|h| version <= h) && !(rolled_back && Some(version) == newest) {
                 continue;
             }
             let stamp = std::fs::metadata(&path)

@@ -6,4 +6,5 @@ mod hash_cli;
 mod hashset_props;
 mod hashset_trust;
 mod index_match;
+mod server;
 mod util;
