@@ -10,6 +10,7 @@
 //! |---|---|
 //! | [`cli`] | the `hashsieve` command line (clap); the only module that touches clap/anyhow |
 //! | [`server`] | the HTTP service (axum): endpoints, auth, updates, metrics, audit log |
+//! | [`client`] | the partner's HTTP client for `POST /v1/match` (`hashsieve match --server`) |
 //! | [`config`] | the service configuration (`hashsieve.toml`), parsed strictly and validated |
 //! | [`hashset`] | signed, versioned hash sets: format, deltas, signatures, trust state |
 //! | [`hashing`] | client-side hashing: streaming digests, decoding, PDQ, aHash/dHash/pHash |
@@ -18,6 +19,7 @@
 //! | [`fsutil`] | atomic file writes |
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod fsutil;
 pub mod hashing;

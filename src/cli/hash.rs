@@ -78,7 +78,7 @@ pub(crate) fn run(args: HashArgs) -> anyhow::Result<Outcome> {
 
 /// Expands the PATH arguments into files: directories recursively, sorted by name, so the
 /// output order is stable. Paths that cannot be read are reported on stderr and counted.
-fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, usize) {
+pub(crate) fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, usize) {
     let mut files = Vec::new();
     let mut missing = 0;
     for path in paths {

@@ -1,5 +1,6 @@
 //! `hashsieve match --hashset SET... --public-key KEY [--stats] [INPUT|-]`: offline matching
-//! against verified sets, no server.
+//! against verified sets, no server; and `hashsieve match --server URL [--api-key-env VAR]
+//! PATH...`: hash files locally and ask a hashsieve service, sending only the hashes.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -18,21 +19,46 @@ use crate::index::{Decision, Index, Match, Query, store};
 #[derive(Debug, clap::Args)]
 pub(crate) struct MatchArgs {
     /// A signed hash set to match against (repeatable); each is verified first.
-    #[arg(long = "hashset", value_name = "SET", required = true)]
+    #[arg(
+        long = "hashset",
+        value_name = "SET",
+        required_unless_present = "server",
+        conflicts_with = "server"
+    )]
     hashsets: Vec<PathBuf>,
     /// The public key the sets must be signed with (repeat during a key rotation).
-    #[arg(long = "public-key", value_name = "FILE", required = true)]
+    #[arg(
+        long = "public-key",
+        value_name = "FILE",
+        required_unless_present = "server",
+        conflicts_with = "server"
+    )]
     public_keys: Vec<PathBuf>,
     /// Print {"entries","build_s","queries","query_s","qps"} to stderr after the run.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     stats: bool,
     /// Keep built indexes in DIR (created if missing) and memory-map them on the next run
     /// instead of rebuilding; each is checked against its own digest and the set.
-    #[arg(long = "index-dir", value_name = "DIR")]
+    #[arg(long = "index-dir", value_name = "DIR", conflicts_with = "server")]
     index_dir: Option<PathBuf>,
-    /// Queries: `kind:hex[:quality]` lines or `hashsieve hash` NDJSON; `-` or nothing for stdin.
-    #[arg(value_name = "INPUT")]
-    input: Option<PathBuf>,
+    /// Ask the hashsieve service at URL instead: hash the PATHs (files, directories) here and
+    /// send only their hashes. Prints {"path","query","verdict","matches"} per hash.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// The environment variable holding the partner's API key (with --server).
+    #[arg(
+        long = "api-key-env",
+        value_name = "VAR",
+        default_value = "HASHSIEVE_API_KEY"
+    )]
+    api_key_env: String,
+    /// Hashes per request (with --server; at most the server's limits.max_batch).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    batch: usize,
+    /// Offline: the queries, `kind:hex[:quality]` lines or `hashsieve hash` NDJSON (`-` or
+    /// nothing for stdin). With --server: the files and directories to hash.
+    #[arg(value_name = "INPUT|PATH")]
+    inputs: Vec<PathBuf>,
 }
 
 /// Queries are read and matched this many at a time, so memory stays flat on any input size.
@@ -52,6 +78,14 @@ struct VerdictOut<'a> {
 }
 
 pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
+    if let Some(url) = &args.server {
+        return run_server(url, &args);
+    }
+    if args.inputs.len() > 1 {
+        bail!(
+            "offline matching reads one INPUT (or stdin); to hash files, use --server or hashsieve hash"
+        );
+    }
     let keys = args
         .public_keys
         .iter()
@@ -100,7 +134,7 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
     };
     let build_s = started.elapsed().as_secs_f64();
 
-    let (name, reader): (String, Box<dyn BufRead>) = match &args.input {
+    let (name, reader): (String, Box<dyn BufRead>) = match args.inputs.first() {
         None => ("<stdin>".into(), Box::new(std::io::stdin().lock())),
         Some(p) if p.as_os_str() == "-" => ("<stdin>".into(), Box::new(std::io::stdin().lock())),
         Some(p) => (
@@ -162,4 +196,77 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
         eprintln!("{stats}");
     }
     Ok(Outcome::of(bad_lines > 0, matched > 0))
+}
+
+/// `--server` mode: hash the paths in parallel, send the hashes in batches, print one line per
+/// hash in file order. Exit 2 for unreadable paths or a server error, else 1 if anything
+/// matched, else 0.
+fn run_server(url: &str, args: &MatchArgs) -> anyhow::Result<Outcome> {
+    use rayon::prelude::*;
+
+    if args.inputs.is_empty() {
+        bail!("--server needs at least one PATH to hash");
+    }
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let key = std::env::var(&args.api_key_env)
+        .ok()
+        .filter(|k| !k.trim().is_empty());
+    let client = crate::client::Client::new(url, key)?;
+    let (files, missing) = super::hash::collect_files(&args.inputs);
+    let options = crate::hashing::HashOptions::default();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let (mut matched, mut failed) = (false, 0usize);
+    let mut pending: Vec<(usize, Query)> = Vec::new();
+    let mut send = |pending: &mut Vec<(usize, Query)>, out: &mut dyn Write| -> anyhow::Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let queries: Vec<Query> = pending.iter().map(|(_, q)| *q).collect();
+        let answer = client.match_batch(&queries)?;
+        for ((file, q), result) in pending.iter().zip(answer.results) {
+            matched |= result["verdict"] == "match";
+            let line = serde_json::json!({
+                "path": files[*file].to_string_lossy(),
+                "query": {"kind": q.hash.kind().name(), "hash": q.hash.to_hex()},
+                "verdict": result["verdict"],
+                "matches": result["matches"],
+            });
+            serde_json::to_writer(&mut *out, &line)?;
+            out.write_all(b"\n")?;
+        }
+        pending.clear();
+        Ok(())
+    };
+    // Hash a few files per core at a time, so output starts early and memory stays flat.
+    let chunk = 8 * rayon::current_num_threads();
+    for (c, paths) in files.chunks(chunk).enumerate() {
+        let records: Vec<_> = paths
+            .par_iter()
+            .map_init(crate::hashing::Worker::new, |w, p| w.hash_file(p, &options))
+            .collect();
+        for (i, record) in records.iter().enumerate() {
+            if let Some(error) = &record.error {
+                eprintln!("hashsieve: {}: {error}", record.path);
+                failed += 1;
+            }
+            let line = serde_json::to_string(record)?;
+            let queries = parse_line(&line).map_err(|e| anyhow!("{}: {e}", record.path))?;
+            pending.extend(queries.into_iter().map(|q| (c * chunk + i, q)));
+            while pending.len() >= args.batch {
+                let rest = pending.split_off(args.batch);
+                send(&mut pending, &mut out)?;
+                pending = rest;
+            }
+        }
+    }
+    while !pending.is_empty() {
+        let rest = pending.split_off(args.batch.min(pending.len()));
+        send(&mut pending, &mut out)?;
+        pending = rest;
+    }
+    out.flush()?;
+    Ok(Outcome::of(missing > 0 || failed > 0, matched))
 }

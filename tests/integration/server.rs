@@ -971,3 +971,52 @@ fn serve_binary_runs_the_demo_and_refuses_bad_configs() {
         stderr(&out)
     );
 }
+
+#[test]
+fn match_client_sends_hashes_and_reports_verdicts() {
+    let env = Env::new();
+    let server = env.start();
+    let images = repo().join("hashsets-example/images");
+    let run_client = |key: Option<&str>, extra: &[&str]| {
+        let mut cmd = crate::util::hashsieve();
+        cmd.args([
+            "match",
+            "--server",
+            &server.base,
+            "--api-key-env",
+            "HASHSIEVE_TEST_KEY",
+        ]);
+        cmd.args(extra);
+        cmd.arg(&images);
+        cmd.env_remove("HASHSIEVE_TEST_KEY");
+        if let Some(k) = key {
+            cmd.env("HASHSIEVE_TEST_KEY", k);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run_client(Some(ISP), &["--batch", "7"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let lines = crate::util::ndjson(&out.stdout);
+    // Six pictures, eight kinds each, in file order.
+    assert_eq!(lines.len(), 48);
+    assert!(lines[0]["path"].as_str().unwrap().ends_with(".jpg"));
+    let hits: Vec<&Value> = lines.iter().filter(|l| l["verdict"] == "match").collect();
+    assert!(!hits.is_empty());
+    assert!(
+        hits.iter().all(|h| h["matches"][0]["list"] == "alpha"),
+        "isp-one sees alpha only"
+    );
+    // The server saw only hashes: its query counter equals the hashes sent.
+    let metrics = server.get("/metrics", None).text().unwrap();
+    assert!(
+        metrics.contains("hashsieve_queries_total{partner=\"isp-one\"} 48"),
+        "{metrics}"
+    );
+
+    let out = run_client(None, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    let out = run_client(Some(ISP), &["--batch", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--batch must be at least 1"));
+}

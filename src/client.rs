@@ -1,0 +1,144 @@
+//! The partner's client for `POST /v1/match`: sends hashes (never files) in batches with the
+//! partner's bearer key, waits and retries when rate-limited, and turns problem+json answers
+//! into errors that say what the server said.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::index::Query;
+
+/// Why a batch could not be matched.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{url}: request failed")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url}: {status} {title}: {detail}")]
+    Problem {
+        url: String,
+        status: u16,
+        title: String,
+        detail: String,
+    },
+    #[error("{url}: unexpected answer: {detail}")]
+    Unexpected { url: String, detail: String },
+}
+
+/// The answer to one batch: one verdict object per query (as the server sent it) and the
+/// list versions it was matched against.
+#[derive(Debug, Deserialize)]
+pub struct MatchResponse {
+    pub results: Vec<Value>,
+    pub lists: serde_json::Map<String, Value>,
+}
+
+/// A connection to one hashsieve service.
+pub struct Client {
+    url: String,
+    key: Option<String>,
+    http: reqwest::blocking::Client,
+    /// Retries of a rate-limited batch before giving up.
+    max_retries: u32,
+}
+
+impl Client {
+    /// `base` is the service's root URL (`https://hashsieve.example.org`); `key` the
+    /// partner's API key (none for a local demo).
+    pub fn new(base: &str, key: Option<String>) -> Result<Client, ClientError> {
+        let url = format!("{}/v1/match", base.trim_end_matches('/'));
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .user_agent(concat!("hashsieve/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| ClientError::Http {
+                url: url.clone(),
+                source,
+            })?;
+        Ok(Client {
+            url,
+            key,
+            http,
+            max_retries: 5,
+        })
+    }
+
+    /// Matches one batch (at most the server's `max_batch` queries).
+    pub fn match_batch(&self, queries: &[Query]) -> Result<MatchResponse, ClientError> {
+        let body = serde_json::json!({
+            "queries": queries
+                .iter()
+                .map(|q| {
+                    let mut o = serde_json::json!({"kind": q.hash.kind().name(), "hash": q.hash.to_hex()});
+                    if let Some(quality) = q.quality {
+                        o["quality"] = quality.into();
+                    }
+                    o
+                })
+                .collect::<Vec<_>>(),
+        });
+        let mut attempt = 0;
+        loop {
+            let mut request = self.http.post(&self.url).json(&body);
+            if let Some(key) = &self.key {
+                request = request.bearer_auth(key);
+            }
+            let response = request.send().map_err(|source| ClientError::Http {
+                url: self.url.clone(),
+                source,
+            })?;
+            let status = response.status();
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS && attempt < self.max_retries {
+                let wait = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(1)
+                    .min(60);
+                attempt += 1;
+                std::thread::sleep(Duration::from_secs(wait));
+                continue;
+            }
+            let text = response.text().map_err(|source| ClientError::Http {
+                url: self.url.clone(),
+                source,
+            })?;
+            if !status.is_success() {
+                let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let field = |name: &str| {
+                    problem[name]
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| text.chars().take(200).collect())
+                };
+                return Err(ClientError::Problem {
+                    url: self.url.clone(),
+                    status: status.as_u16(),
+                    title: field("title"),
+                    detail: field("detail"),
+                });
+            }
+            let parsed: MatchResponse =
+                serde_json::from_str(&text).map_err(|e| ClientError::Unexpected {
+                    url: self.url.clone(),
+                    detail: e.to_string(),
+                })?;
+            if parsed.results.len() != queries.len() {
+                return Err(ClientError::Unexpected {
+                    url: self.url.clone(),
+                    detail: format!(
+                        "{} results for {} queries",
+                        parsed.results.len(),
+                        queries.len()
+                    ),
+                });
+            }
+            return Ok(parsed);
+        }
+    }
+}
