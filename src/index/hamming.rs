@@ -139,7 +139,7 @@ impl HammingIndex {
         let mut next_start = 0u32;
         for (i, c) in chunks.iter().enumerate() {
             let bad = |what| HammingError::BadChunk { chunk: i, what };
-            if c.start != next_start || c.width == 0 || c.width > max_width {
+            if c.start != next_start || c.width < 8 || c.width > max_width {
                 return Err(bad("chunks do not tile the code"));
             }
             next_start += c.width;
@@ -216,7 +216,17 @@ impl HammingIndex {
         // in it and their cache misses overlap: (1) enumerate the probes of every chunk,
         // prefetching their directory slots; (2) read the slots' ranges, prefetching the id
         // runs; (3) gather the ids. A probe-at-a-time loop waits on directory then ids in turn.
-        let mut probes: Vec<(u32, u32)> = Vec::with_capacity(1024);
+        // Buffers reused across searches on this thread (taken out, so a re-entrant search
+        // from `found` would simply allocate its own).
+        let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let Scratch {
+            probes,
+            runs,
+            candidates,
+        } = &mut scratch;
+        probes.clear();
+        runs.clear();
+        candidates.clear();
         for (i, chunk) in self.chunks.iter().enumerate() {
             // The first `rest + 1` chunks get radius `quotient`, the others one less.
             let radius = if (i as u32) <= rest {
@@ -235,14 +245,13 @@ impl HammingIndex {
                 probes.push((i as u32, probe));
             });
         }
-        // The tables as plain slices once per search (a mapped column's deref is not free).
-        let tables: Vec<(&[u32], &[u32])> = self
-            .chunks
-            .iter()
-            .map(|c| (&*c.directory, &*c.ids))
-            .collect();
-        let mut runs: Vec<(u32, u32, u32)> = Vec::with_capacity(probes.len());
-        for &(i, probe) in &probes {
+        // The tables as plain slices once per search (a mapped column's deref is not free);
+        // chunks are at least 8 bits wide, so there are at most 32.
+        let mut tables: [(&[u32], &[u32]); 32] = [(&[], &[]); 32];
+        for (t, c) in tables.iter_mut().zip(&self.chunks) {
+            *t = (&c.directory, &c.ids);
+        }
+        for &(i, probe) in probes.iter() {
             let (directory, ids) = tables[i as usize];
             let (lo, hi) = (directory[probe as usize], directory[probe as usize + 1]);
             if lo < hi {
@@ -250,9 +259,11 @@ impl HammingIndex {
                 runs.push((i, lo, hi));
             }
         }
-        let mut candidates: Vec<u32> = Vec::with_capacity(runs.len() * 2);
-        for &(i, lo, hi) in &runs {
-            candidates.extend_from_slice(&tables[i as usize].1[lo as usize..hi as usize]);
+        for &(i, lo, hi) in runs.iter() {
+            // Runs hold a few ids: a plain loop, not a memcpy call per run.
+            for &id in &tables[i as usize].1[lo as usize..hi as usize] {
+                candidates.push(id);
+            }
         }
         // Verify in one tight loop, prefetching the code 16 candidates ahead: the loads of
         // different candidates are independent, so their cache misses overlap (benches/hamming.rs,
@@ -268,6 +279,7 @@ impl HammingIndex {
                 found(id, d);
             }
         }
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
     }
 
     /// Every code within `threshold` of `query`, as `(code_index, distance)` sorted by
@@ -328,6 +340,18 @@ fn extract(code: &[u64], start: u32, width: u32) -> u32 {
     let joined = hi | lo;
     let shifted = joined >> (128 - offset - width);
     (shifted as u32) & ((1u32 << width) - 1)
+}
+
+/// Per-thread buffers of [`HammingIndex::search_each`].
+#[derive(Default)]
+struct Scratch {
+    probes: Vec<(u32, u32)>,
+    runs: Vec<(u32, u32, u32)>,
+    candidates: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// How many candidates ahead the verification loop prefetches.
