@@ -58,6 +58,16 @@ pub struct Limits {
     /// The audit log is rotated (renamed to `.1`, replacing the previous one) past this size.
     #[serde(default = "default_audit_rotate_bytes")]
     pub audit_rotate_bytes: u64,
+    /// Count, per partner, perceptual queries with no match but an entry within this many
+    /// bits beyond the threshold (probing). 0 turns it off.
+    #[serde(default = "default_near_miss_bits")]
+    pub near_miss_bits: u32,
+    /// Look for near misses in one of this many perceptual queries (chosen at random) and
+    /// count each as this many: a wide search costs up to ~40 times a normal one (64-bit
+    /// kinds at 8 + 8 bits). A partner probing a list sends thousands of near queries, so a
+    /// sample still shows it.
+    #[serde(default = "default_near_miss_sample")]
+    pub near_miss_sample: u32,
 }
 
 fn default_max_batch() -> usize {
@@ -75,6 +85,12 @@ fn default_max_set_bytes() -> u64 {
 fn default_audit_rotate_bytes() -> u64 {
     256 << 20
 }
+fn default_near_miss_bits() -> u32 {
+    16
+}
+fn default_near_miss_sample() -> u32 {
+    128
+}
 
 impl Default for Limits {
     fn default() -> Limits {
@@ -84,6 +100,8 @@ impl Default for Limits {
             request_timeout_ms: default_request_timeout_ms(),
             max_set_bytes: default_max_set_bytes(),
             audit_rotate_bytes: default_audit_rotate_bytes(),
+            near_miss_bits: default_near_miss_bits(),
+            near_miss_sample: default_near_miss_sample(),
         }
     }
 }
@@ -267,6 +285,7 @@ impl Config {
             ("limits.request_timeout_ms", l.request_timeout_ms),
             ("limits.max_set_bytes", l.max_set_bytes),
             ("limits.audit_rotate_bytes", l.audit_rotate_bytes),
+            ("limits.near_miss_sample", u64::from(l.near_miss_sample)),
         ] {
             if value == 0 {
                 return Err(invalid(key.into(), "must be greater than 0".into()));

@@ -72,6 +72,51 @@ pub struct Verdict {
     pub matches: Vec<Match>,
 }
 
+/// How [`Index::match_batch_near`] looks for near misses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NearMiss {
+    /// Bits beyond the threshold that make a near miss (0: do not look).
+    pub bits: u32,
+    /// Search one in this many perceptual queries wide (1: every query).
+    pub every: u32,
+}
+
+impl NearMiss {
+    pub const OFF: NearMiss = NearMiss { bits: 0, every: 1 };
+
+    /// True for a random one in `every` calls.
+    fn sample(self) -> bool {
+        if self.every <= 1 {
+            return true;
+        }
+        thread_local! {
+            // xorshift64, seeded per thread from the OS-seeded hasher keys: unpredictable to
+            // a partner, so probing queries cannot steer around the sample.
+            static STATE: std::cell::Cell<u64> = std::cell::Cell::new({
+                use std::hash::{BuildHasher, Hasher};
+                std::collections::hash_map::RandomState::new().build_hasher().finish() | 1
+            });
+        }
+        STATE.with(|s| {
+            let mut x = s.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s.set(x);
+            x % u64::from(self.every) == 0
+        })
+    }
+}
+
+/// Verdicts of a batch, and how many of its queries were near misses
+/// ([`Index::match_batch_near`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answers {
+    pub verdicts: Vec<Verdict>,
+    /// Near misses among the sampled queries (multiply by `every` for an estimate).
+    pub near_misses: usize,
+}
+
 /// Why an index cannot be built from a set.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -164,13 +209,38 @@ impl Index {
         queries: &[Query],
         include: &(dyn Fn(&str) -> bool + Sync),
     ) -> Vec<Verdict> {
+        self.match_batch_near(queries, include, NearMiss::OFF)
+            .verdicts
+    }
+
+    /// [`Index::match_batch_in`] that also counts near misses: queries with no match but a
+    /// perceptual entry within `near.bits` bits beyond its list's threshold (capped at the
+    /// kind's maximum threshold). A wider search costs several times a normal one (PDQ at
+    /// 31 + 16 probes ~8x as many buckets, 64-bit kinds at 8 + 8 ~50x), so only a random one in
+    /// `near.every` perceptual queries is searched wide and counted; `near.bits = 0` counts
+    /// nothing and costs nothing. Verdicts are the same either way.
+    pub fn match_batch_near(
+        &self,
+        queries: &[Query],
+        include: &(dyn Fn(&str) -> bool + Sync),
+        near: NearMiss,
+    ) -> Answers {
         if queries.len() >= 2 * PARALLEL_CHUNK && rayon::current_num_threads() > 1 {
-            queries
+            let parts: Vec<Answers> = queries
                 .par_chunks(PARALLEL_CHUNK)
-                .flat_map_iter(|chunk| self.match_chunk(chunk, include))
-                .collect()
+                .map(|chunk| self.match_chunk(chunk, include, near))
+                .collect();
+            let mut all = Answers {
+                verdicts: Vec::with_capacity(queries.len()),
+                near_misses: 0,
+            };
+            for part in parts {
+                all.verdicts.extend(part.verdicts);
+                all.near_misses += part.near_misses;
+            }
+            all
         } else {
-            self.match_chunk(queries, include)
+            self.match_chunk(queries, include, near)
         }
     }
 
@@ -187,10 +257,13 @@ impl Index {
         &self,
         queries: &[Query],
         include: &(dyn Fn(&str) -> bool + Sync),
-    ) -> Vec<Verdict> {
+        near: NearMiss,
+    ) -> Answers {
         // Matches are rare: collect them as (query, match) pairs rather than giving every
         // query its own list up front, then hand them out in query order at the end.
         let mut hits: Vec<(u32, Match)> = Vec::new();
+        // Queries with an entry just beyond a threshold (only tracked when `near > 0`).
+        let mut near_hit: Vec<u32> = Vec::new();
         for list in self.lists.iter().filter(|l| include(&l.name)) {
             for k in &list.kinds {
                 match &k.search {
@@ -219,12 +292,24 @@ impl Index {
                         }
                     }
                     KindSearch::Perceptual { index, starts } => {
+                        let wide = (k.threshold + near.bits)
+                            .min(k.kind.max_threshold())
+                            .max(k.threshold);
                         for (i, q) in queries
                             .iter()
                             .enumerate()
                             .filter(|(_, q)| q.hash.kind() == k.kind)
                         {
-                            for (code, distance) in index.search(q.hash.as_bytes(), k.threshold) {
+                            let radius = if near.bits > 0 && near.sample() {
+                                wide
+                            } else {
+                                k.threshold
+                            };
+                            for (code, distance) in index.search(q.hash.as_bytes(), radius) {
+                                if distance > k.threshold {
+                                    near_hit.push(i as u32);
+                                    continue;
+                                }
                                 let code = code as usize;
                                 for entry in starts[code] as usize..starts[code + 1] as usize {
                                     hits.push((i as u32, list.entry_match(k, entry, distance)));
@@ -237,9 +322,15 @@ impl Index {
         }
         // Stable: a query's matches keep their list/kind order until `decide` sorts them.
         hits.sort_by_key(|&(i, _)| i);
+        near_hit.sort_unstable();
+        near_hit.dedup();
+        let near_misses = near_hit
+            .iter()
+            .filter(|&&i| hits.binary_search_by_key(&i, |&(j, _)| j).is_err())
+            .count();
         let mut hits = hits.into_iter();
         let mut pending = hits.next();
-        queries
+        let verdicts = queries
             .iter()
             .enumerate()
             .map(|(i, q)| {
@@ -254,12 +345,17 @@ impl Index {
                 }
                 decide(q, matches)
             })
-            .collect()
+            .collect();
+        Answers {
+            verdicts,
+            near_misses,
+        }
     }
 
     /// Answers one query.
     pub fn match_one(&self, query: &Query) -> Verdict {
-        self.match_chunk(std::slice::from_ref(query), &|_| true)
+        self.match_chunk(std::slice::from_ref(query), &|_| true, NearMiss::OFF)
+            .verdicts
             .pop()
             .unwrap_or(Verdict {
                 verdict: Decision::NoMatch,
@@ -462,6 +558,88 @@ mod tests {
         assert_eq!(
             json,
             r#"{"list":"beta","version":7,"kind":"pdq","category":"c2","ref":"B-1","distance":0}"#
+        );
+    }
+
+    #[test]
+    fn near_misses_are_queries_just_beyond_the_threshold() {
+        let base = "0".repeat(64);
+        // `bits` set bits at the end of the code: that many bits away from `base`.
+        let away = |bits: usize| {
+            let mut v = vec![0u8; 32];
+            for b in 0..bits {
+                v[31 - b / 8] |= 1 << (b % 8);
+            }
+            v.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        };
+        let a = set("a", 1, &[(HashKind::Pdq, &base, "", "A")], 10);
+        let index = Index::build(vec![a]).unwrap();
+        let q = |hex: &str| Query {
+            hash: HashValue::parse(HashKind::Pdq, hex).unwrap(),
+            quality: None,
+        };
+        let queries = [
+            q(&base),
+            q(&away(12)),
+            q(&away(26)),
+            q(&away(27)),
+            q(&away(40)),
+        ];
+        let answers = index.match_batch_near(&queries, &|_| true, NearMiss { bits: 16, every: 1 });
+        assert_eq!(
+            answers.near_misses, 2,
+            "12 and 26 bits: beyond 10, within 10 + 16"
+        );
+        let verdicts: Vec<Decision> = answers.verdicts.iter().map(|v| v.verdict).collect();
+        assert_eq!(
+            verdicts,
+            [
+                Decision::Match,
+                Decision::NoMatch,
+                Decision::NoMatch,
+                Decision::NoMatch,
+                Decision::NoMatch
+            ]
+        );
+        assert_eq!(
+            answers.verdicts,
+            index.match_batch(&queries),
+            "same verdicts either way"
+        );
+        assert_eq!(
+            index
+                .match_batch_near(&queries, &|_| true, NearMiss::OFF)
+                .near_misses,
+            0
+        );
+        // A query that matches is not a near miss, even with another entry just beyond.
+        let b = set(
+            "b",
+            1,
+            &[
+                (HashKind::Pdq, &base, "", "B"),
+                (HashKind::Pdq, &away(20), "", "C"),
+            ],
+            10,
+        );
+        let index = Index::build(vec![b]).unwrap();
+        assert_eq!(
+            index
+                .match_batch_near(&[q(&base)], &|_| true, NearMiss { bits: 16, every: 1 })
+                .near_misses,
+            0
+        );
+        assert_eq!(
+            index
+                .match_batch_near(&[q(&away(20))], &|_| true, NearMiss { bits: 16, every: 1 })
+                .near_misses,
+            0
+        );
+        assert_eq!(
+            index
+                .match_batch_near(&[q(&away(31))], &|_| true, NearMiss { bits: 16, every: 1 })
+                .near_misses,
+            1
         );
     }
 }

@@ -37,7 +37,7 @@ use super::updates::Command;
 use super::{AppState, Snapshot};
 use crate::hashset::{now_unix, rfc3339};
 use crate::index::query::parse_line;
-use crate::index::{Decision, Query, Verdict};
+use crate::index::{Decision, NearMiss, Query, Verdict};
 use crate::kinds::{HashKind, HashValue};
 
 type Shared = State<Arc<AppState>>;
@@ -232,7 +232,18 @@ fn answer(
     only: Option<&BTreeSet<String>>,
 ) -> Vec<Verdict> {
     let include = |name: &str| partner.may_see(name) && only.is_none_or(|o| o.contains(name));
-    let mut verdicts = snapshot.index.match_batch_in(queries, &include);
+    let limits = &state.config.limits;
+    let near = NearMiss {
+        bits: limits.near_miss_bits,
+        every: limits.near_miss_sample,
+    };
+    let answers = snapshot.index.match_batch_near(queries, &include, near);
+    if answers.near_misses > 0 {
+        // Each sampled near miss stands for `every` queries.
+        let estimate = answers.near_misses as u64 * u64::from(near.every);
+        state.shared.metrics.near_misses(&partner.name, estimate);
+    }
+    let mut verdicts = answers.verdicts;
     let reports_low_quality = |list: &str| {
         state
             .config

@@ -58,6 +58,7 @@ audit_log = "audit.jsonl"
 max_batch = 100
 max_body_bytes = 65536
 request_timeout_ms = 10000
+near_miss_sample = 1
 
 [[lists]]
 name = "alpha"
@@ -243,8 +244,10 @@ fn flip(hex_hash: &str, bits: u32) -> String {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex_hash[i..i + 2], 16).unwrap())
         .collect();
-    let last = bytes.len() - 1;
-    bytes[last] ^= ((1u16 << bits) - 1) as u8;
+    let len = bytes.len();
+    for b in 0..bits as usize {
+        bytes[len - 1 - b / 8] ^= 1 << (b % 8);
+    }
     hex(&bytes)
 }
 
@@ -390,12 +393,23 @@ fn matching_endpoints_entitlements_and_distance_policies() {
         "the audit log names entries, not query hashes"
     );
 
+    // A PDQ query 40 bits from an entry (threshold 31): no match, but a near miss.
+    let (_, body) = server.match_json(
+        ISP,
+        &json!({"queries": [{"kind": "pdq", "hash": flip(&pdq, 40)}]}),
+    );
+    assert_eq!(body["results"][0]["verdict"], "no_match");
+
     // Metrics: requests by endpoint pattern (never a concrete hash), matches by list.
     let text = server.get("/metrics", None).text().unwrap();
     assert!(text.contains("hashsieve_http_requests_total{endpoint=\"/v1/match\",status=\"200\"}"));
     assert!(text.contains("endpoint=\"/v1/match/{kind}/{hash}\""));
     assert!(text.contains("hashsieve_matches_total{list=\"alpha\"}"));
     assert!(text.contains("hashsieve_index_version{list=\"alpha\"} 2"));
+    assert!(
+        text.contains("hashsieve_near_misses_total{partner=\"isp-one\"} 1"),
+        "{text}"
+    );
     assert!(!text.contains(&near));
 }
 
