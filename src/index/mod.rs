@@ -566,7 +566,7 @@ mod tests {
         let base = "0".repeat(64);
         // `bits` set bits at the end of the code: that many bits away from `base`.
         let away = |bits: usize| {
-            let mut v = vec![0u8; 32];
+            let mut v = [0u8; 32];
             for b in 0..bits {
                 v[31 - b / 8] |= 1 << (b % 8);
             }
