@@ -26,9 +26,12 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, Query as UrlQuery, Reques
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::audit::AuditRecord;
 use super::auth::{Caller, PartnerAuth};
@@ -42,17 +45,87 @@ use crate::kinds::{HashKind, HashValue};
 
 type Shared = State<Arc<AppState>>;
 
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hashsieve",
+        description = "Match content against vetted hash lists by hash alone. Partners send hashes, never images. Errors are RFC 9457 application/problem+json with a stable type urn:hashsieve:problem:<name>."
+    ),
+    components(schemas(ProblemDoc, ListsDoc, super::ListStatus, super::Refused)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+/// Declares the bearer-key scheme the endpoints use.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// An RFC 9457 problem (schema of every error answer).
+#[derive(Debug, Serialize, ToSchema)]
+struct ProblemDoc {
+    /// `urn:hashsieve:problem:<name>`, stable per kind of problem.
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
+}
+
+/// `GET /v1/lists`.
+#[derive(Debug, Serialize, ToSchema)]
+struct ListsDoc {
+    lists: Vec<super::ListStatus>,
+}
+
+/// `POST /v1/match` answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct MatchResponseDoc {
+    results: Vec<VerdictOut<'static>>,
+    /// List name to the version matched against.
+    lists: BTreeMap<String, u64>,
+}
+
 /// The router over `state`, with request metrics and the request timeout around every route.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/match", post(match_batch))
-        .route("/v1/match/ndjson", post(match_ndjson))
-        .route("/v1/match/{kind}/{hash}", get(match_single))
-        .route("/v1/lists", get(lists))
-        .route("/v1/admin/hashsets/{list}", post(admin_upload))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(match_batch))
+        .routes(routes!(match_ndjson))
+        .routes(routes!(match_single))
+        .routes(routes!(lists))
+        .routes(routes!(admin_upload))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .split_for_parts();
+    // The document is generated from the handlers' annotations and the types' schemas
+    // (utoipa), once, at start.
+    let document = Arc::new(openapi.to_pretty_json().unwrap_or_default());
+    routes
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = Arc::clone(&document);
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        )],
+                        (*document).clone(),
+                    )
+                }
+            }),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read by the handlers with the configured limit (and a problem+json
@@ -158,7 +231,8 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Problem> {
     })
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/match` body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MatchRequest {
     queries: Vec<QueryIn>,
@@ -166,11 +240,15 @@ struct MatchRequest {
     lists: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One hash to look up.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct QueryIn {
+    /// md5, sha1, sha256, blake3, pdq, phash, dhash or ahash.
     kind: String,
+    /// Lowercase or uppercase hex of the kind's length.
     hash: String,
+    /// PDQ quality (0-100); under 50 gives verdict `low_quality`.
     #[serde(default)]
     quality: Option<u8>,
 }
@@ -195,7 +273,7 @@ fn invalid_query(detail: String) -> Problem {
 }
 
 /// One reported match, as the partner may see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct MatchOut<'a> {
     list: &'a str,
     version: u64,
@@ -203,20 +281,24 @@ struct MatchOut<'a> {
     category: &'a str,
     #[serde(rename = "ref")]
     reference: &'a str,
+    /// Hamming distance (0 for exact kinds); coarsened or absent per the partner's policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     distance: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct QueryEcho {
     kind: &'static str,
     hash: String,
 }
 
-#[derive(Debug, Serialize)]
+/// The verdict for one query.
+#[derive(Debug, Serialize, ToSchema)]
 struct VerdictOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     query: Option<QueryEcho>,
+    /// `match`, `no_match` or `low_quality`.
+    #[schema(value_type = String)]
     verdict: Decision,
     matches: Vec<MatchOut<'a>>,
 }
@@ -408,6 +490,22 @@ async fn run_answer(
     })
 }
 
+/// Match a batch of hashes.
+#[utoipa::path(
+    post,
+    path = "/v1/match",
+    request_body = MatchRequest,
+    responses(
+        (status = 200, description = "One verdict per query, in order", body = MatchResponseDoc),
+        (status = 400, description = "Not a match request", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "List not entitled, or an admin key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body or batch too large", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A query is invalid", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited (Retry-After)", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn match_batch(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
     match match_batch_inner(&state, &headers, body).await {
         Ok(r) => r,
@@ -466,12 +564,31 @@ async fn match_batch_inner(
     Ok(json_response(StatusCode::OK, &out))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SingleParams {
+    /// PDQ quality (0-100).
     quality: Option<u8>,
 }
 
+/// Match one hash (inline blocking).
+#[utoipa::path(
+    get,
+    path = "/v1/match/{kind}/{hash}",
+    params(
+        ("kind" = String, Path, description = "md5, sha1, sha256, blake3, pdq, phash, dhash or ahash"),
+        ("hash" = String, Path, description = "hex"),
+        SingleParams,
+    ),
+    responses(
+        (status = 200, description = "The verdict, with its query and the lists matched", body = VerdictOut<'static>),
+        (status = 401, description = "Missing or unknown key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid kind, hash or quality", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn match_single(
     State(state): Shared,
     headers: HeaderMap,
@@ -519,6 +636,18 @@ const MAX_LINE: usize = 64 * 1024;
 /// Lines matched together in `/v1/match/ndjson`.
 const NDJSON_BATCH: usize = 1024;
 
+/// Stream any number of queries, one per line; one verdict (or `{"line","error"}`) per line out.
+#[utoipa::path(
+    post,
+    path = "/v1/match/ndjson",
+    request_body(content = String, content_type = "application/x-ndjson", description = "`kind:hex[:quality]`, `{\"kind\",\"hash\"}` or `hashsieve hash` records, one per line"),
+    responses(
+        (status = 200, description = "One verdict line per query", content_type = "application/x-ndjson", body = String),
+        (status = 401, description = "Missing or unknown key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn match_ndjson(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
     let partner = match partner(&state, &headers) {
         Ok(p) => p.name.clone(),
@@ -666,6 +795,16 @@ fn error_line(line: usize, error: &str) -> Bytes {
     Bytes::from(out)
 }
 
+/// The lists the caller may see.
+#[utoipa::path(
+    get,
+    path = "/v1/lists",
+    responses(
+        (status = 200, description = "Lists with versions, counts, dates, signing key, last update and refusal", body = ListsDoc),
+        (status = 401, description = "Missing or unknown key", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn lists(State(state): Shared, headers: HeaderMap) -> Response {
     let visible: Box<dyn Fn(&str) -> bool> = match state.auth.caller(&headers) {
         None => return Problem::unauthorized().into_response(),
@@ -681,6 +820,23 @@ async fn lists(State(state): Shared, headers: HeaderMap) -> Response {
     json_response(StatusCode::OK, &serde_json::json!({ "lists": lists }))
 }
 
+/// Upload a signed set or delta for a list (admins).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/hashsets/{list}",
+    params(("list" = String, Path, description = "configured list name")),
+    request_body(content = String, content_type = "multipart/form-data", description = "fields `file` (.hset or .hdelta) and `signature` (its .minisig)"),
+    responses(
+        (status = 200, description = "Accepted and serving: {\"list\",\"version\"}"),
+        (status = 400, description = "Not a valid upload", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such list", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Too large", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Refused (reason in detail); the previous version keeps serving", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn admin_upload(
     State(state): Shared,
     headers: HeaderMap,
@@ -788,10 +944,21 @@ async fn read_field(
     Ok(Bytes::from(out))
 }
 
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "{\"status\":\"ok\"}")))]
 async fn healthz() -> Response {
     json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
 }
 
+/// Readiness: every configured list serves an unexpired verified version.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    responses(
+        (status = 200, description = "{\"status\":\"ready\",\"lists\":{name:version}}"),
+        (status = 503, description = "Not ready (which lists, why)", body = ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
 async fn readyz(State(state): Shared) -> Response {
     let snapshot = state.shared.snapshot.load();
     let now = now_unix();
@@ -828,6 +995,8 @@ async fn readyz(State(state): Shared) -> Response {
     }
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): Shared) -> Response {
     (
         [(

@@ -49,7 +49,7 @@ impl Snapshot {
 }
 
 /// What `/v1/lists` shows about one configured list.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ListStatus {
     pub name: String,
     pub version: Option<u64>,
@@ -65,7 +65,7 @@ pub struct ListStatus {
 }
 
 /// The last file a list refused, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Refused {
     pub at: String,
     pub reason: String,

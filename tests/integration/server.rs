@@ -400,6 +400,27 @@ fn matching_endpoints_entitlements_and_distance_policies() {
     );
     assert_eq!(body["results"][0]["verdict"], "no_match");
 
+    // The OpenAPI document is generated from the handlers: every endpoint is in it.
+    let doc: Value = server.get("/openapi.json", None).json().unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/v1/match",
+        "/v1/match/ndjson",
+        "/v1/match/{kind}/{hash}",
+        "/v1/lists",
+        "/v1/admin/hashsets/{list}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from /openapi.json"
+        );
+    }
+    assert!(doc["components"]["schemas"]["MatchRequest"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
     // Metrics: requests by endpoint pattern (never a concrete hash), matches by list.
     let text = server.get("/metrics", None).text().unwrap();
     assert!(text.contains("hashsieve_http_requests_total{endpoint=\"/v1/match\",status=\"200\"}"));
