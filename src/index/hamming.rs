@@ -21,12 +21,18 @@ use super::column::Column;
 use super::prefetch::prefetch;
 
 /// A set of fixed-width binary codes (64 or 256 bits) indexed for range search.
+///
+/// The codes are a column of big-endian bytes, `bits / 8` per row, usually a verified set's
+/// own sorted hash column used in place (no copy). Only the listed rows are indexed (the first
+/// row of each run of equal codes), and a search reports row numbers.
 #[derive(Debug, Clone)]
 pub struct HammingIndex {
     /// u64 words per code (1 or 4).
     words: usize,
-    /// Codes, `words` words each, in the caller's order (unique).
-    codes: Column<u64>,
+    /// All rows' codes, `words * 8` big-endian bytes each.
+    codes: Column<u8>,
+    /// Rows indexed (each chunk table lists each of them once).
+    indexed: usize,
     chunks: Vec<ChunkTable>,
 }
 
@@ -38,7 +44,7 @@ pub struct ChunkTable {
     pub width: u32,
     /// `directory[v]..directory[v + 1]` are the positions in `ids` of codes whose chunk is `v`.
     pub directory: Column<u32>,
-    /// Code indices sorted by chunk value.
+    /// Row numbers sorted by chunk value.
     pub ids: Column<u32>,
 }
 
@@ -53,41 +59,62 @@ pub enum HammingError {
     BadChunk { chunk: usize, what: &'static str },
 }
 
+fn words_for(bits: usize) -> Result<usize, HammingError> {
+    match bits {
+        64 => Ok(1),
+        256 => Ok(4),
+        other => Err(HammingError::UnsupportedWidth(other)),
+    }
+}
+
+/// Word `w` of row `row` (big-endian bytes; an unaligned load).
+#[inline(always)]
+fn word(codes: &[u8], words: usize, row: usize, w: usize) -> u64 {
+    let at = (row * words + w) * 8;
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(&codes[at..at + 8]);
+    u64::from_be_bytes(raw)
+}
+
 impl HammingIndex {
-    /// Indexes `codes` (big-endian bytes, `bits / 8` each, concatenated; callers pass unique
-    /// codes). Code `i` is reported as index `i`.
+    /// Indexes every row of `codes` (big-endian bytes, `bits / 8` each, concatenated;
+    /// callers pass unique codes). Row `i` is reported as `i`.
     pub fn new(bits: usize, codes: &[u8]) -> Result<HammingIndex, HammingError> {
-        HammingIndex::from_codes(bits, codes.chunks_exact((bits / 8).max(1)))
+        let len = words_for(bits)? * 8;
+        let rows: Vec<u32> = (0..(codes.len() / len) as u32).collect();
+        HammingIndex::over_rows(bits, Column::Owned(codes.to_vec()), &rows)
     }
 
-    /// Indexes codes given one by one (each `bits / 8` big-endian bytes), so a caller that
-    /// selects codes from a larger column needs no intermediate copy.
-    pub fn from_codes<'a>(
+    /// Indexes the listed `rows` of a code column (big-endian bytes, `bits / 8` per row),
+    /// which the index keeps (a shared column is used in place).
+    pub fn over_rows(
         bits: usize,
-        codes: impl IntoIterator<Item = &'a [u8]>,
+        codes: Column<u8>,
+        rows: &[u32],
     ) -> Result<HammingIndex, HammingError> {
-        let words = match bits {
-            64 => 1,
-            256 => 4,
-            other => return Err(HammingError::UnsupportedWidth(other)),
-        };
-        let mut packed: Vec<u64> = Vec::new();
-        for code in codes {
-            packed.extend(
-                code.chunks_exact(8)
-                    .map(|w| u64::from_be_bytes(w.try_into().unwrap_or([0; 8]))),
-            );
+        let words = words_for(bits)?;
+        let total = codes.len() / (words * 8);
+        if u32::try_from(total).is_err() {
+            return Err(HammingError::TooMany(total));
         }
-        let codes = packed;
-        let n = codes.len() / words;
-        if u32::try_from(n).is_err() {
-            return Err(HammingError::TooMany(n));
+        if rows.iter().any(|&r| r as usize >= total) {
+            return Err(HammingError::BadChunk {
+                chunk: 0,
+                what: "row out of range",
+            });
         }
+        let n = rows.len();
         let max_width = if words == 1 { 16 } else { 24 };
         let width = (usize::BITS - n.leading_zeros())
             .saturating_sub(2)
             .clamp(8, max_width);
         let m = (bits as u32).div_ceil(width);
+        // The indexed codes as words, once, for computing every chunk's values.
+        let bytes: &[u8] = &codes;
+        let mut packed: Vec<u64> = Vec::with_capacity(n * words);
+        for &r in rows {
+            packed.extend((0..words).map(|w| word(bytes, words, r as usize, w)));
+        }
         // Spread the bits as evenly as possible over m chunks.
         let base = bits as u32 / m;
         let wider = bits as u32 % m;
@@ -95,46 +122,45 @@ impl HammingIndex {
         let mut start = 0;
         for i in 0..m {
             let w = base + u32::from(i < wider);
-            chunks.push(ChunkTable::build(&codes, words, start, w));
+            chunks.push(ChunkTable::build(&packed, words, rows, start, w));
             start += w;
         }
         Ok(HammingIndex {
             words,
-            codes: Column::Owned(codes),
+            codes,
+            indexed: n,
             chunks,
         })
     }
 
-    /// Codes (u64 words, `bits / 64` per code) and chunk tables, to persist.
-    pub fn parts(&self) -> (&[u64], &[ChunkTable]) {
-        (&self.codes, &self.chunks)
+    /// The chunk tables, to persist (the codes are the caller's column).
+    pub fn parts(&self) -> &[ChunkTable] {
+        &self.chunks
     }
 
-    /// An index from persisted parts, checked so that no search can index out of bounds:
-    /// chunks tile the code's bits in order; each directory has `2^width + 1` non-decreasing
-    /// slots from 0 to the code count; every id names a code. (That each code sits in its
-    /// right slot, which exact recall needs, is what the persisted file's digest vouches
-    /// for: checking it here would cost a random read per code and chunk.)
+    /// An index from persisted chunk tables over `codes`, checked so that no search can
+    /// index out of bounds: chunks tile the code's bits in order; each directory has
+    /// `2^width + 1` non-decreasing slots from 0 to the number of ids; every table has the
+    /// same number of ids, each naming a row. (That each code sits in its right slot, which
+    /// exact recall needs, is what the persisted file's digest vouches for: checking it here
+    /// would cost a random read per code and chunk.)
     pub fn from_parts(
         bits: usize,
-        codes: Column<u64>,
+        codes: Column<u8>,
         chunks: Vec<ChunkTable>,
     ) -> Result<HammingIndex, HammingError> {
-        let words = match bits {
-            64 => 1,
-            256 => 4,
-            other => return Err(HammingError::UnsupportedWidth(other)),
-        };
-        if !codes.len().is_multiple_of(words) {
+        let words = words_for(bits)?;
+        if !codes.len().is_multiple_of(words * 8) {
             return Err(HammingError::BadChunk {
                 chunk: 0,
-                what: "code words are not a whole number of codes",
+                what: "code bytes are not a whole number of codes",
             });
         }
-        let n = codes.len() / words;
-        if u32::try_from(n).is_err() {
-            return Err(HammingError::TooMany(n));
+        let total = codes.len() / (words * 8);
+        if u32::try_from(total).is_err() {
+            return Err(HammingError::TooMany(total));
         }
+        let n = chunks.first().map_or(0, |c| c.ids.len());
         let max_width = if words == 1 { 16 } else { 24 };
         let mut next_start = 0u32;
         for (i, c) in chunks.iter().enumerate() {
@@ -157,7 +183,7 @@ impl HammingIndex {
             if c.ids.len() != n {
                 return Err(bad("id table length"));
             }
-            if c.ids.iter().any(|&id| id as usize >= n) {
+            if c.ids.iter().any(|&id| id as usize >= total) {
                 return Err(bad("id out of range"));
             }
         }
@@ -170,26 +196,26 @@ impl HammingIndex {
         Ok(HammingIndex {
             words,
             codes,
+            indexed: n,
             chunks,
         })
     }
 
+    /// Number of codes indexed.
     pub fn len(&self) -> usize {
-        self.codes.len() / self.words
+        self.indexed
     }
 
     pub fn is_empty(&self) -> bool {
-        self.codes.is_empty()
+        self.indexed == 0
     }
 
-    /// Heap bytes used by codes, directories and id tables.
+    /// Bytes of directories and id tables (the codes are the caller's column).
     pub fn memory_bytes(&self) -> usize {
-        self.codes.len() * 8
-            + self
-                .chunks
-                .iter()
-                .map(|c| c.directory.len() * 4 + c.ids.len() * 4)
-                .sum::<usize>()
+        self.chunks
+            .iter()
+            .map(|c| c.directory.len() * 4 + c.ids.len() * 4)
+            .sum::<usize>()
     }
 
     /// Number of chunks (tables).
@@ -211,7 +237,8 @@ impl HammingIndex {
         let q = &q[..self.words];
         let m = self.chunks.len() as u32;
         let (quotient, rest) = (threshold / m, threshold % m);
-        let codes: &[u64] = &self.codes;
+        let codes: &[u8] = &self.codes;
+        let words = self.words;
         // Three passes, so that every memory access of a pass is independent of the others
         // in it and their cache misses overlap: (1) enumerate the probes of every chunk,
         // prefetching their directory slots; (2) read the slots' ranges, prefetching the id
@@ -271,10 +298,12 @@ impl HammingIndex {
         // 16 ahead 15.6k, 32 ahead 11.8k; sorting the ids first was slower, 6.7k).
         for (k, &id) in candidates.iter().enumerate() {
             if let Some(&ahead) = candidates.get(k + PREFETCH_AHEAD) {
-                prefetch(&codes[ahead as usize * self.words]);
+                prefetch(&codes[ahead as usize * words * 8]);
             }
-            let code = &codes[id as usize * self.words..(id as usize + 1) * self.words];
-            let d = distance(code, q);
+            let row = id as usize;
+            let d: u32 = (0..words)
+                .map(|w| (word(codes, words, row, w) ^ q[w]).count_ones())
+                .sum();
             if d <= threshold {
                 found(id, d);
             }
@@ -294,7 +323,8 @@ impl HammingIndex {
 }
 
 impl ChunkTable {
-    fn build(codes: &[u64], words: usize, start: u32, width: u32) -> ChunkTable {
+    /// A table over `codes` (`words` words each), the codes of `rows` in order.
+    fn build(codes: &[u64], words: usize, rows: &[u32], start: u32, width: u32) -> ChunkTable {
         let n = codes.len() / words;
         let slots = 1usize << width;
         let mut counts = vec![0u32; slots + 1];
@@ -311,9 +341,9 @@ impl ChunkTable {
         let directory = counts.clone();
         let mut next = counts;
         let mut ids = vec![0u32; n];
-        for (id, &v) in values.iter().enumerate() {
+        for (&row, &v) in rows.iter().zip(&values) {
             let slot = &mut next[v as usize];
-            ids[*slot as usize] = id as u32;
+            ids[*slot as usize] = row;
             *slot += 1;
         }
         ChunkTable {
@@ -356,11 +386,6 @@ thread_local! {
 
 /// How many candidates ahead the verification loop prefetches.
 const PREFETCH_AHEAD: usize = 16;
-
-#[inline]
-fn distance(a: &[u64], b: &[u64]) -> u32 {
-    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
-}
 
 /// Calls `f` for every `width`-bit value within Hamming distance `radius` of `value`.
 fn for_each_within(value: u32, width: u32, radius: u32, mut f: impl FnMut(u32)) {

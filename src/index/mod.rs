@@ -160,10 +160,9 @@ enum KindSearch {
     },
     /// Codes are the section's distinct hashes; `starts[i]..starts[i + 1]` are the entries
     /// (in section order) that carry code `i`.
-    Perceptual {
-        index: HammingIndex,
-        starts: Column<u32>,
-    },
+    /// Over the section's own hash column; a match at row `r` covers `r` and the rows after
+    /// it that hold the same hash.
+    Perceptual { index: HammingIndex },
 }
 
 impl Index {
@@ -291,7 +290,9 @@ impl Index {
                             }
                         }
                     }
-                    KindSearch::Perceptual { index, starts } => {
+                    KindSearch::Perceptual { index } => {
+                        let column = list.set.hashes(&k.section);
+                        let len = k.kind.byte_len();
                         let wide = (k.threshold + near.bits)
                             .min(k.kind.max_threshold())
                             .max(k.threshold);
@@ -310,9 +311,14 @@ impl Index {
                                     near_hit.push(i as u32);
                                     continue;
                                 }
-                                let code = code as usize;
-                                for entry in starts[code] as usize..starts[code + 1] as usize {
+                                let row = code as usize;
+                                let hash = &column[row * len..(row + 1) * len];
+                                let mut entry = row;
+                                while entry < k.section.count
+                                    && &column[entry * len..(entry + 1) * len] == hash
+                                {
                                     hits.push((i as u32, list.entry_match(k, entry, distance)));
+                                    entry += 1;
                                 }
                             }
                         }
@@ -364,6 +370,13 @@ impl Index {
     }
 }
 
+/// A section's hash column as a [`Column`] borrowing the set's bytes.
+fn set_column(set: &Arc<HashSetFile>, section: &Section) -> Result<Column<u8>, IndexError> {
+    let backing: Arc<dyn Backing> = Arc::clone(set) as Arc<dyn Backing>;
+    let len = section.count * section.kind.byte_len();
+    Ok(Column::shared(backing, set.hashes_offset(section), len)?)
+}
+
 impl ListIndex {
     /// Builds the structures for one verified set. Exact tables use the set's sorted hash
     /// column in place.
@@ -375,24 +388,19 @@ impl ListIndex {
             let search = if kind.is_perceptual() {
                 // Sections are sorted by hash, so equal codes are adjacent: index each
                 // distinct code once, remembering where its run of entries starts.
+                // The index reads codes straight from the set's column (no copy) and lists
+                // only the first row of each run; a match covers the whole run.
                 let len = kind.byte_len();
                 let column: Vec<&[u8]> = hashes.chunks_exact(len).collect();
-                let mut starts: Vec<u32> = (0..column.len())
+                let rows: Vec<u32> = (0..column.len())
                     .filter(|&i| i == 0 || column[i - 1] != column[i])
                     .map(|i| i as u32)
                     .collect();
-                let index = HammingIndex::from_codes(
-                    kind.bit_len() as usize,
-                    starts.iter().map(|&i| column[i as usize]),
-                )?;
-                starts.push(section.count as u32);
-                KindSearch::Perceptual {
-                    index,
-                    starts: Column::Owned(starts),
-                }
+                let codes = set_column(&set, section)?;
+                let index = HammingIndex::over_rows(kind.bit_len() as usize, codes, &rows)?;
+                KindSearch::Perceptual { index }
             } else {
-                let backing: Arc<dyn Backing> = Arc::clone(&set) as Arc<dyn Backing>;
-                let keys = Column::shared(backing, set.hashes_offset(section), hashes.len())?;
+                let keys = set_column(&set, section)?;
                 let table = ExactTable::from_column(kind.byte_len(), keys)?;
                 let filter = ExactFilter::new(&table);
                 KindSearch::Exact { table, filter }
@@ -435,7 +443,7 @@ impl ListIndex {
                 KindSearch::Exact { table, filter } => {
                     table.parts().1.len() * 4 + filter.memory_bytes()
                 }
-                KindSearch::Perceptual { index, starts } => index.memory_bytes() + starts.len() * 4,
+                KindSearch::Perceptual { index } => index.memory_bytes(),
             })
             .sum()
     }

@@ -6,7 +6,7 @@
 //! | bytes | what |
 //! |---|---|
 //! | 0..8 | magic `HSIDX\0\0\n` |
-//! | 8..12 | format version (1) |
+//! | 8..12 | format version (2) |
 //! | 12..16 | `0x01020304` in the writer's byte order: a reader with another order refuses |
 //! | 16..48 | BLAKE3 digest of the set this index was built from |
 //! | 48..64 | zero (reserved) |
@@ -18,8 +18,8 @@
 //! Opening checks, in order: magic, version, byte order, the whole-file BLAKE3, that it was
 //! built from exactly the given (already verified) set, then each array's bounds and alignment
 //! and every invariant a lookup relies on to stay in bounds. Anything wrong is a
-//! [`StoreError`]; the caller rebuilds from the set. Keys of exact kinds are not stored: they
-//! are the set's own sorted hash column.
+//! [`StoreError`]; the caller rebuilds from the set. Neither keys nor codes are stored: exact
+//! tables and Hamming indexes both read the set's own sorted hash column.
 
 use std::io::Write;
 use std::path::Path;
@@ -35,7 +35,8 @@ use super::{IndexError, KindIndex, KindSearch, ListIndex};
 use crate::hashset::format::HashSetFile;
 
 const MAGIC: [u8; 8] = *b"HSIDX\0\0\n";
-const FORMAT_VERSION: u32 = 1;
+/// 2: perceptual kinds read their codes from the set (no codes or starts arrays stored).
+const FORMAT_VERSION: u32 = 2;
 const BYTE_ORDER: u32 = 0x0102_0304;
 const HEADER_LEN: usize = 64;
 const ALIGN: usize = 64;
@@ -80,9 +81,7 @@ enum SectionToc {
     },
     Perceptual {
         kind: String,
-        codes: ArrayRef,
         chunks: Vec<ChunkToc>,
-        starts: ArrayRef,
     },
 }
 
@@ -185,11 +184,9 @@ pub fn save(list: &ListIndex, path: &Path) -> std::io::Result<()> {
                         filter,
                     }
                 }
-                KindSearch::Perceptual { index, starts } => {
-                    let (codes, tables) = index.parts();
-                    let codes = out.array(codes)?;
+                KindSearch::Perceptual { index } => {
                     let mut chunks = Vec::new();
-                    for t in tables {
+                    for t in index.parts() {
                         chunks.push(ChunkToc {
                             start: t.start,
                             width: t.width,
@@ -197,13 +194,7 @@ pub fn save(list: &ListIndex, path: &Path) -> std::io::Result<()> {
                             ids: out.array(&t.ids)?,
                         });
                     }
-                    let starts = out.array(starts)?;
-                    SectionToc::Perceptual {
-                        kind,
-                        codes,
-                        chunks,
-                        starts,
-                    }
+                    SectionToc::Perceptual { kind, chunks }
                 }
             });
         }
@@ -327,12 +318,7 @@ pub fn open(set: Arc<HashSetFile>, path: &Path) -> Result<ListIndex, StoreError>
                     .ok_or_else(|| StoreError::Toc(format!("{name}: filter descriptor")))?;
                 KindSearch::Exact { table, filter }
             }
-            SectionToc::Perceptual {
-                kind: name,
-                codes,
-                chunks,
-                starts,
-            } if kind.is_perceptual() => {
+            SectionToc::Perceptual { kind: name, chunks } if kind.is_perceptual() => {
                 check_kind(&name)?;
                 let mut tables = Vec::with_capacity(chunks.len());
                 for c in chunks {
@@ -343,23 +329,15 @@ pub fn open(set: Arc<HashSetFile>, path: &Path) -> Result<ListIndex, StoreError>
                         ids: column(&backing, c.ids)?,
                     });
                 }
-                let index = HammingIndex::from_parts(
-                    kind.bit_len() as usize,
-                    column(&backing, codes)?,
-                    tables,
-                )
-                .map_err(IndexError::from)?;
-                let starts: Column<u32> = column(&backing, starts)?;
-                // Code i's entries are starts[i]..starts[i + 1]: one more start than codes,
-                // non-decreasing, from 0 to the section's entry count.
-                let ok = starts.len() == index.len() + 1
-                    && starts.first() == Some(&0)
-                    && starts.last() == Some(&(section.count as u32))
-                    && starts.windows(2).all(|w| w[0] < w[1]);
-                if !ok {
-                    return Err(StoreError::Toc(format!("{name}: entry starts")));
-                }
-                KindSearch::Perceptual { index, starts }
+                let set_backing: Arc<dyn Backing> = Arc::clone(&set) as Arc<dyn Backing>;
+                let codes = Column::shared(
+                    set_backing,
+                    set.hashes_offset(section),
+                    section.count * kind.byte_len(),
+                )?;
+                let index = HammingIndex::from_parts(kind.bit_len() as usize, codes, tables)
+                    .map_err(IndexError::from)?;
+                KindSearch::Perceptual { index }
             }
             _ => {
                 return Err(StoreError::Toc(format!(
