@@ -69,6 +69,20 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
             .with_context(|| format!("cannot listen on {listen}"))?;
         let local = listener.local_addr()?;
         tracing::info!("listening on http://{local}");
+        // SIGHUP: look at every source now instead of at the next poll.
+        #[cfg(unix)]
+        {
+            let state = std::sync::Arc::clone(&state);
+            tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                if let Ok(mut hup) = signal(SignalKind::hangup()) {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: polling every source now");
+                        state.send(crate::server::updates::Command::PollNow);
+                    }
+                }
+            });
+        }
         server::run(listener, std::sync::Arc::clone(&state), shutdown_signal())
             .await
             .context("serving")

@@ -107,12 +107,7 @@ impl HammingIndex {
         let max_width = if words == 1 { 16 } else { 24 };
         let width = chunk_width(n, bits as u32, max_width);
         let m = (bits as u32).div_ceil(width);
-        // The indexed codes as words, once, for computing every chunk's values.
         let bytes: &[u8] = &codes;
-        let mut packed: Vec<u64> = Vec::with_capacity(n * words);
-        for &r in rows {
-            packed.extend((0..words).map(|w| word(bytes, words, r as usize, w)));
-        }
         // Spread the bits as evenly as possible over m chunks.
         let base = bits as u32 / m;
         let wider = bits as u32 % m;
@@ -120,7 +115,7 @@ impl HammingIndex {
         let mut start = 0;
         for i in 0..m {
             let w = base + u32::from(i < wider);
-            chunks.push(ChunkTable::build(&packed, words, rows, start, w));
+            chunks.push(ChunkTable::build(bytes, words, rows, start, w));
             start += w;
         }
         Ok(HammingIndex {
@@ -321,14 +316,22 @@ impl HammingIndex {
 }
 
 impl ChunkTable {
-    /// A table over `codes` (`words` words each), the codes of `rows` in order.
-    fn build(codes: &[u64], words: usize, rows: &[u32], start: u32, width: u32) -> ChunkTable {
-        let n = codes.len() / words;
+    /// A table over the listed `rows` of a code column (`words` big-endian words per row).
+    /// Values are read from the column directly: no copy of the codes (10 M PDQ codes are
+    /// 320 MB).
+    fn build(codes: &[u8], words: usize, rows: &[u32], start: u32, width: u32) -> ChunkTable {
+        let n = rows.len();
         let slots = 1usize << width;
         let mut counts = vec![0u32; slots + 1];
-        let values: Vec<u32> = codes
-            .chunks_exact(words)
-            .map(|code| extract(code, start, width))
+        let values: Vec<u32> = rows
+            .iter()
+            .map(|&r| {
+                let mut code = [0u64; 4];
+                for (w, c) in code.iter_mut().enumerate().take(words) {
+                    *c = word(codes, words, r as usize, w);
+                }
+                extract(&code[..words], start, width)
+            })
             .collect();
         for &v in &values {
             counts[v as usize + 1] += 1;

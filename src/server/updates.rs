@@ -79,7 +79,7 @@ pub enum Command {
         signature: String,
         reply: tokio::sync::oneshot::Sender<Result<u64, String>>,
     },
-    /// Poll every source now (tests, SIGHUP).
+    /// Poll every source now (`hashsieve serve` sends it on SIGHUP).
     PollNow,
     Stop,
 }
