@@ -206,10 +206,19 @@ pub struct Admin {
     pub key_sha256: [u8; 32],
 }
 
+/// Certificate chain and private key files (PEM) for serving HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Serve HTTPS with these (rustls); `None`: plain HTTP.
+    pub tls: Option<Tls>,
     pub state_dir: PathBuf,
     pub audit_log: PathBuf,
     pub limits: Limits,
@@ -266,18 +275,25 @@ impl Config {
                 format!("{:?} is not an address:port ({e})", raw.listen),
             )
         })?;
-        if raw.tls_cert.is_some() || raw.tls_key.is_some() {
-            let key = if raw.tls_cert.is_some() {
-                "tls_cert"
-            } else {
-                "tls_key"
-            };
-            return Err(invalid(
-                key.into(),
-                "TLS is not built into this version yet; terminate TLS in front of the service"
-                    .into(),
-            ));
-        }
+        let tls = match (&raw.tls_cert, &raw.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(Tls {
+                cert: base.join(cert),
+                key: base.join(key),
+            }),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "tls_key".into(),
+                    "tls_cert is set, so the private key file (PEM) is needed too".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tls_cert".into(),
+                    "tls_key is set, so the certificate chain file (PEM) is needed too".into(),
+                ));
+            }
+        };
         let l = &raw.limits;
         for (key, value) in [
             ("limits.max_batch", l.max_batch as u64),
@@ -432,6 +448,7 @@ impl Config {
         }
         Ok(Config {
             listen,
+            tls,
             state_dir: base.join(&raw.state_dir),
             audit_log: base.join(&raw.audit_log),
             limits: raw.limits,
@@ -585,7 +602,8 @@ key_sha256 = "{}"
             .contains("admins[0].key_sha256: admin keys must differ")
         );
         assert!(err("listen = \"0.0.0.0:8080\"").contains("not a loopback address"));
-        assert!(err("tls_cert = \"c.pem\"").contains("tls_cert: TLS is not built"));
+        assert!(err("tls_cert = \"c.pem\"").contains("tls_key: tls_cert is set"));
+        assert!(err("tls_key = \"k.pem\"").contains("tls_cert: tls_key is set"));
     }
 
     #[test]

@@ -63,12 +63,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         .context("cannot start the async runtime")?;
     let state = AppState::start(config).context("cannot start the service")?;
     let listen = state.config.listen;
+    let tls = state.config.tls.clone();
     let served = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
+        let tls = match &tls {
+            Some(t) => Some(server::tls_config(t).await.map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        let listener = std::net::TcpListener::bind(listen)
             .with_context(|| format!("cannot listen on {listen}"))?;
         let local = listener.local_addr()?;
-        tracing::info!("listening on http://{local}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("listening on {scheme}://{local}");
         // SIGHUP: look at every source now instead of at the next poll.
         #[cfg(unix)]
         {
@@ -83,9 +88,16 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
                 }
             });
         }
-        server::run(listener, std::sync::Arc::clone(&state), shutdown_signal())
-            .await
-            .context("serving")
+        let state = std::sync::Arc::clone(&state);
+        match tls {
+            Some(tls) => server::run_tls(listener, tls, state, shutdown_signal()).await,
+            None => {
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                server::run(listener, state, shutdown_signal()).await
+            }
+        }
+        .context("serving")
     });
     tracing::info!("shutting down: in-flight requests drained, stopping the updater");
     state.stop();

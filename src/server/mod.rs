@@ -177,6 +177,51 @@ impl AppState {
     }
 }
 
+/// Loads a certificate chain and key (PEM) for [`run_tls`]; errors name the file.
+pub async fn tls_config(
+    tls: &crate::config::Tls,
+) -> Result<axum_server::tls_rustls::RustlsConfig, String> {
+    // One crypto provider for the process (rustls is built with aws-lc-rs only); a second
+    // install attempt is harmless.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    for path in [&tls.cert, &tls.key] {
+        if let Err(e) = std::fs::metadata(path) {
+            return Err(format!("{}: cannot read: {e}", path.display()));
+        }
+    }
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .map_err(|e| {
+            format!(
+                "{} / {}: not a usable PEM certificate chain and private key: {e}",
+                tls.cert.display(),
+                tls.key.display()
+            )
+        })
+}
+
+/// [`run`] over HTTPS (rustls): serves until `shutdown` resolves, then drains in-flight
+/// requests (for at most 30 s).
+pub async fn run_tls(
+    listener: std::net::TcpListener,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = api::router(state);
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+    });
+    listener.set_nonblocking(true)?;
+    axum_server::from_tcp_rustls(listener, tls)?
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await
+}
+
 /// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests.
 pub async fn run(
     listener: tokio::net::TcpListener,

@@ -1055,3 +1055,98 @@ fn match_client_sends_hashes_and_reports_verdicts() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--batch must be at least 1"));
 }
+
+#[test]
+fn serve_over_tls_with_rustls() {
+    let env = Env::new();
+    let dir = env.dir.path();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let cert_pem = certified.cert.pem();
+    std::fs::write(dir.join("cert.pem"), &cert_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
+    let mut config = std::fs::read_to_string(dir.join("hashsieve.toml")).unwrap();
+    config.insert_str(0, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n");
+    std::fs::write(dir.join("tls.toml"), config).unwrap();
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hashsieve"))
+        .args(["serve", "--config", "tls.toml"])
+        .current_dir(dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr_pipe)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let port = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serve logs its address");
+        if let Some(at) = line.find("listening on https://") {
+            let addr = line[at + "listening on https://".len()..].trim().to_owned();
+            break addr.rsplit(':').next().unwrap().to_owned();
+        }
+    };
+    let client = Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = client
+            .get(format!("https://localhost:{port}/readyz"))
+            .send()
+            .unwrap();
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (md5, md5_ref) = entry("alpha-2.csv", "md5");
+    let body: Value = client
+        .get(format!("https://localhost:{port}/v1/match/md5/{md5}"))
+        .bearer_auth(ISP)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(body["matches"][0]["ref"], md5_ref.as_str());
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send();
+    assert!(plain.map(|r| r.status() != StatusCode::OK).unwrap_or(true));
+    #[cfg(unix)]
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    assert!(child.wait().unwrap().success());
+
+    // A missing key file is named and refused.
+    let bad = dir.join("bad.toml");
+    let text = std::fs::read_to_string(dir.join("tls.toml"))
+        .unwrap()
+        .replace("key.pem", "missing.pem");
+    std::fs::write(&bad, text).unwrap();
+    let out = run(&["serve", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("missing.pem: cannot read"),
+        "{}",
+        stderr(&out)
+    );
+}
