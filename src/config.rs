@@ -175,6 +175,9 @@ impl DistancePolicy {
 pub enum Source {
     /// A local directory holding `<list>-<version>.hset` / `.hdelta` and their `.minisig`.
     Dir(PathBuf),
+    /// A base URL (ending in `/`) serving the same files plus `<list>.files`, a listing of
+    /// their names one per line, polled with conditional requests.
+    Http(String),
     /// Only admin uploads (`POST /v1/admin/hashsets/{list}`).
     Upload,
 }
@@ -333,11 +336,25 @@ impl Config {
                 Source::Dir(base.join(dir))
             } else if list.source == "upload" {
                 Source::Upload
-            } else if list.source.starts_with("https://") || list.source.starts_with("s3://") {
+            } else if list.source.starts_with("https://") || is_loopback_http(&list.source) {
+                let mut url = list.source.clone();
+                if !url.ends_with('/') {
+                    url.push('/');
+                }
+                Source::Http(url)
+            } else if list.source.starts_with("http://") {
                 return Err(invalid(
                     key("source"),
                     format!(
-                        "{:?}: https:// and s3:// sources are not built into this version yet; use dir: (with a sync job) or upload",
+                        "{:?}: plain http:// only to this machine (127.0.0.1, [::1], localhost); lists travel over https://",
+                        list.source
+                    ),
+                ));
+            } else if list.source.starts_with("s3://") {
+                return Err(invalid(
+                    key("source"),
+                    format!(
+                        "{:?}: s3:// sources are not built into this version yet; use https:// (a bucket's HTTPS endpoint), dir: or upload",
                         list.source
                     ),
                 ));
@@ -494,6 +511,20 @@ impl Config {
     }
 }
 
+/// `http://` to this machine only (a local mirror, tests): lists are sensitive, so anything
+/// that crosses a network must be `https://`.
+fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if !h.is_empty() && port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    matches!(host, "127.0.0.1" | "[::1]" | "localhost")
+}
+
 /// List and partner names: they appear in file names, metrics labels and URLs.
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -577,6 +608,12 @@ key_sha256 = "{}"
         assert!(
             err(&list("").replace("dir:x", "ftp://x")).contains("lists[0].source: \"ftp://x\"")
         );
+        assert!(
+            err(&list("").replace("dir:x", "http://lists.example.org/a/"))
+                .contains("plain http:// only to this machine")
+        );
+        assert!(load(&list("").replace("dir:x", "http://127.0.0.1:9/a")).is_ok());
+        assert!(load(&list("").replace("dir:x", "https://lists.example.org/a")).is_ok());
         assert!(
             err(&list("").replace(KEY, "nope")).contains("lists[0].public_keys[0]: not a minisign")
         );

@@ -1,6 +1,7 @@
 //! Hash-set updates: the one writer. A dedicated thread owns the trust state and every list's
 //! current set; it restores the last good sets from the state dir at start, polls `dir:`
-//! sources, takes admin uploads, and for each file runs the full verification (signature by a
+//! and `https://` sources (the latter through a `<list>.files` listing fetched with
+//! conditional requests), takes admin uploads, and for each file runs the full verification (signature by a
 //! configured key, trusted comment, structure, expiry, version above the accepted one) before
 //! anything is indexed. A new index is built off the request path and published with one
 //! atomic swap; a refused or broken file leaves the previous version serving and is recorded
@@ -86,6 +87,10 @@ pub enum Command {
 
 struct ListState {
     config: ListConfig,
+    /// `Http` sources: the listing's validators from the last 200, sent back as
+    /// If-None-Match / If-Modified-Since so an unchanged listing costs a 304.
+    listing_etag: Option<String>,
+    listing_modified: Option<String>,
     current: Option<Arc<HashSetFile>>,
     /// The index of `current`, kept so that publishing another list's update reuses it.
     index: Option<Arc<ListIndex>>,
@@ -98,6 +103,8 @@ struct ListState {
 /// on its own thread.
 pub struct Updater {
     lists: Vec<ListState>,
+    /// For `Http` sources (rustls, the platform's roots).
+    http: Option<reqwest::blocking::Client>,
     trust: TrustState,
     state_dir: PathBuf,
     max_set_bytes: u64,
@@ -113,12 +120,27 @@ impl Updater {
         std::fs::create_dir_all(state_dir.join("sets"))?;
         std::fs::create_dir_all(state_dir.join("index"))?;
         let trust = TrustState::load(&state_dir.join("trust.json"))?;
+        let http = config
+            .lists
+            .iter()
+            .any(|l| matches!(l.source, Source::Http(_)))
+            .then(|| {
+                reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(300))
+                    .user_agent(concat!("hashsieve/", env!("CARGO_PKG_VERSION")))
+                    .build()
+            })
+            .transpose()
+            .map_err(|e| UpdateError::Io(std::io::Error::other(e)))?;
         let mut updater = Updater {
+            http,
             lists: config
                 .lists
                 .iter()
                 .map(|c| ListState {
                     config: c.clone(),
+                    listing_etag: None,
+                    listing_modified: None,
                     current: None,
                     index: None,
                     refused: HashMap::new(),
@@ -240,7 +262,7 @@ impl Updater {
             let wait = self
                 .lists
                 .iter()
-                .filter(|l| matches!(l.config.source, Source::Dir(_)))
+                .filter(|l| matches!(l.config.source, Source::Dir(_) | Source::Http(_)))
                 .map(|l| l.next_poll.saturating_duration_since(Instant::now()))
                 .min()
                 .unwrap_or(Duration::from_secs(3600));
@@ -300,31 +322,48 @@ impl Updater {
     /// version (deltas chain from the current version; a full set may jump ahead), and
     /// records a refusal for the others. Files refused once are skipped until they change.
     fn poll(&mut self, i: usize) {
-        let Source::Dir(dir) = &self.lists[i].config.source else {
-            return;
-        };
-        let dir = dir.clone();
         let name = self.lists[i].config.name.clone();
-        let mut candidates: Vec<(u64, bool, PathBuf)> = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries
-                .flatten()
-                .filter_map(|e| {
-                    let file = e.file_name().to_string_lossy().into_owned();
-                    let (stem, is_delta) = if let Some(s) = file.strip_suffix(".hdelta") {
-                        (s.to_owned(), true)
-                    } else {
-                        (file.strip_suffix(".hset")?.to_owned(), false)
-                    };
-                    let version: u64 = stem.strip_prefix(&format!("{name}-"))?.parse().ok()?;
-                    Some((version, is_delta, e.path()))
-                })
-                .collect(),
-            Err(e) => {
-                let reason = format!("{}: cannot read the source directory: {e}", dir.display());
-                self.shared.refusal(&name, reason);
-                return;
-            }
+        let names: Vec<(String, PathBuf)> = match self.lists[i].config.source.clone() {
+            Source::Upload => return,
+            Source::Dir(dir) => match std::fs::read_dir(&dir) {
+                Ok(entries) => entries
+                    .flatten()
+                    .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                    .collect(),
+                Err(e) => {
+                    let reason =
+                        format!("{}: cannot read the source directory: {e}", dir.display());
+                    self.shared.refusal(&name, reason);
+                    return;
+                }
+            },
+            Source::Http(base) => match self.fetch_listing(i, &base) {
+                Ok(Some(files)) => files
+                    .into_iter()
+                    .map(|f| {
+                        let url = PathBuf::from(format!("{base}{f}"));
+                        (f, url)
+                    })
+                    .collect(),
+                Ok(None) => return, // 304: nothing new
+                Err(reason) => {
+                    self.shared.refusal(&name, reason);
+                    return;
+                }
+            },
         };
+        let mut candidates: Vec<(u64, bool, PathBuf)> = names
+            .into_iter()
+            .filter_map(|(file, path)| {
+                let (stem, is_delta) = if let Some(s) = file.strip_suffix(".hdelta") {
+                    (s.to_owned(), true)
+                } else {
+                    (file.strip_suffix(".hset")?.to_owned(), false)
+                };
+                let version: u64 = stem.strip_prefix(&format!("{name}-"))?.parse().ok()?;
+                Some((version, is_delta, path))
+            })
+            .collect();
         // Oldest first; at one version a delta (small) before a full set.
         candidates.sort_by_key(|(v, is_delta, _)| (*v, !*is_delta));
         // Older files beside newer ones are normal history and are skipped. But a source
@@ -338,26 +377,120 @@ impl Updater {
             if have.is_some_and(|h| version <= h) && !(rolled_back && Some(version) == newest) {
                 continue;
             }
-            let stamp = std::fs::metadata(&path)
-                .map(|m| (m.len(), m.modified().ok()))
-                .unwrap_or((0, None));
+            let remote = matches!(self.lists[i].config.source, Source::Http(_));
+            // Local files are retried when they change; remote ones when the listing does
+            // (a changed listing clears the refusals below).
+            let stamp = if remote {
+                (0, None)
+            } else {
+                std::fs::metadata(&path)
+                    .map(|m| (m.len(), m.modified().ok()))
+                    .unwrap_or((0, None))
+            };
             if self.lists[i].refused.get(&path) == Some(&stamp) {
                 continue;
             }
-            let outcome = trust::read_limited(&path, self.max_set_bytes)
-                .map_err(UpdateError::from)
-                .and_then(|bytes| {
-                    let signature = std::fs::read(trust::signature_path(&path))
-                        .ok()
-                        .map(|s| String::from_utf8_lossy(&s).into_owned());
-                    self.offer(i, &path, bytes, signature.as_deref())
-                });
+            let fetched = if remote {
+                self.fetch_pair(&path)
+            } else {
+                trust::read_limited(&path, self.max_set_bytes)
+                    .map_err(UpdateError::from)
+                    .map(|bytes| {
+                        let signature = std::fs::read(trust::signature_path(&path))
+                            .ok()
+                            .map(|s| String::from_utf8_lossy(&s).into_owned());
+                        (bytes, signature)
+                    })
+            };
+            let outcome = fetched
+                .and_then(|(bytes, signature)| self.offer(i, &path, bytes, signature.as_deref()));
             if let Err(e) = outcome {
                 tracing::warn!(list = %name, refusal = %e, "update refused");
                 self.shared.refusal(&name, e.to_string());
                 self.lists[i].refused.insert(path, stamp);
             }
         }
+    }
+
+    /// Fetches `<list>.files` from an `Http` source with a conditional request: `Ok(None)` on
+    /// 304 (unchanged since the last poll), else the file names listed.
+    fn fetch_listing(&mut self, i: usize, base: &str) -> Result<Option<Vec<String>>, String> {
+        let Some(http) = &self.http else {
+            return Err(format!("{base}: no HTTP client"));
+        };
+        let url = format!("{base}{}.files", self.lists[i].config.name);
+        let mut request = http.get(&url);
+        if let Some(etag) = &self.lists[i].listing_etag {
+            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        if let Some(modified) = &self.lists[i].listing_modified {
+            request = request.header(reqwest::header::IF_MODIFIED_SINCE, modified);
+        }
+        let response = request.send().map_err(|e| format!("{url}: {e}"))?;
+        if response.status() == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(format!("{url}: HTTP {}", response.status()));
+        }
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (etag, modified) = (
+            header(reqwest::header::ETAG),
+            header(reqwest::header::LAST_MODIFIED),
+        );
+        let text = read_capped(response, 1 << 20).map_err(|e| format!("{url}: {e}"))?;
+        let text = String::from_utf8(text).map_err(|_| format!("{url}: listing is not UTF-8"))?;
+        let l = &mut self.lists[i];
+        l.listing_etag = etag;
+        l.listing_modified = modified;
+        // A new listing: files refused before may have been fixed; look again.
+        l.refused.clear();
+        Ok(Some(
+            text.lines()
+                .map(str::trim)
+                .filter(|f| !f.is_empty() && !f.contains('/') && !f.starts_with('.'))
+                .map(str::to_owned)
+                .collect(),
+        ))
+    }
+
+    /// Fetches a remote set or delta and its `.minisig` (a missing signature is left for the
+    /// verifier to refuse).
+    fn fetch_pair(&self, url: &Path) -> Result<(Vec<u8>, Option<String>), UpdateError> {
+        let url = url.to_string_lossy().into_owned();
+        let io = |detail: String| {
+            UpdateError::Refused(Refusal::Io {
+                path: PathBuf::from(&url),
+                source: std::io::Error::other(detail),
+            })
+        };
+        let http = self
+            .http
+            .as_ref()
+            .ok_or_else(|| io("no HTTP client".into()))?;
+        let get = |u: &str| -> Result<Option<Vec<u8>>, String> {
+            let r = http.get(u).send().map_err(|e| e.to_string())?;
+            if r.status() == reqwest::StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            if !r.status().is_success() {
+                return Err(format!("HTTP {}", r.status()));
+            }
+            read_capped(r, self.max_set_bytes).map(Some)
+        };
+        let bytes = get(&url)
+            .map_err(io)?
+            .ok_or_else(|| io("HTTP 404".into()))?;
+        let signature = get(&format!("{url}.minisig"))
+            .map_err(io)?
+            .map(|s| String::from_utf8_lossy(&s).into_owned());
+        Ok((bytes, signature))
     }
 
     /// Verifies one file for list `i` and, if it checks out, makes it the list's version.
@@ -468,4 +601,21 @@ impl Shared {
     fn swap(&self, lists: Vec<Arc<ListIndex>>) {
         self.snapshot.store(Arc::new(Snapshot::new(lists)));
     }
+}
+
+/// Reads a response body, refusing more than `limit` bytes (endless or oversized data).
+fn read_capped(response: reqwest::blocking::Response, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(format!("over the size limit of {limit} bytes"));
+    }
+    let mut out = Vec::new();
+    response
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if out.len() as u64 > limit {
+        return Err(format!("over the size limit of {limit} bytes"));
+    }
+    Ok(out)
 }

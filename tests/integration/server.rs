@@ -1150,3 +1150,94 @@ fn serve_over_tls_with_rustls() {
         stderr(&out)
     );
 }
+
+/// A plain file server on loopback with ETags and 304s, standing in for an https:// source.
+fn file_server(dir: PathBuf, not_modified: Arc<AtomicUsize>) -> String {
+    use axum::extract::Path as UrlPath;
+    use axum::http::{HeaderMap, StatusCode as Http};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/{name}",
+                axum::routing::get(move |UrlPath(name): UrlPath<String>, headers: HeaderMap| {
+                    let (dir, not_modified) = (dir.clone(), Arc::clone(&not_modified));
+                    async move {
+                        let Ok(bytes) = std::fs::read(dir.join(&name)) else {
+                            return (Http::NOT_FOUND, HeaderMap::new(), Vec::new());
+                        };
+                        let etag = format!("\"{}\"", blake3::hash(&bytes).to_hex());
+                        let mut out = HeaderMap::new();
+                        out.insert("etag", etag.parse().unwrap());
+                        if headers.get("if-none-match").and_then(|v| v.to_str().ok())
+                            == Some(etag.as_str())
+                        {
+                            not_modified.fetch_add(1, Ordering::Relaxed);
+                            return (Http::NOT_MODIFIED, out, Vec::new());
+                        }
+                        (Http::OK, out, bytes)
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{}/", rx.recv().unwrap())
+}
+
+#[test]
+fn a_url_source_is_polled_with_conditional_requests() {
+    let env = Env::new();
+    let (delta, extra) = make_alpha_v3(&env);
+    let served = env.path("published/alpha");
+    std::fs::write(served.join("alpha.files"), "alpha-1.hset\nalpha-2.hdelta\n").unwrap();
+    let not_modified = Arc::new(AtomicUsize::new(0));
+    let base = file_server(served.clone(), Arc::clone(&not_modified));
+    let config = std::fs::read_to_string(env.path("hashsieve.toml"))
+        .unwrap()
+        .replace("dir:published/alpha", &base);
+    std::fs::write(env.path("hashsieve.toml"), config).unwrap();
+    let server = env.start();
+    assert_eq!(version_of(&server, "alpha")["version"], 2);
+
+    // An unchanged listing is answered 304 on later polls.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while not_modified.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "no conditional request seen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Publishing v3: the delta and its signature, then the listing that names it.
+    std::fs::copy(&delta, served.join("alpha-3.hdelta")).unwrap();
+    std::fs::copy(
+        format!("{}.minisig", delta.display()),
+        served.join("alpha-3.hdelta.minisig"),
+    )
+    .unwrap();
+    std::fs::write(
+        served.join("alpha.files"),
+        "alpha-1.hset\nalpha-2.hdelta\nalpha-3.hdelta\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body: Value = server
+            .get(&format!("/v1/match/md5/{extra}"), Some(ISP))
+            .json()
+            .unwrap();
+        if body["verdict"] == "match" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "v3 not served from the URL source"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(version_of(&server, "alpha")["version"], 3);
+}
