@@ -687,6 +687,21 @@ fn make_alpha_v3(env: &Env) -> (PathBuf, String) {
     (work.join("alpha-3.hdelta"), extra)
 }
 
+/// Asks for an md5 until it matches (isp-one); fails with `what` 10 s after `since`.
+fn wait_for_md5_match(server: &TestServer, md5: &str, since: Instant, what: &str) {
+    loop {
+        let body: Value = server
+            .get(&format!("/v1/match/md5/{md5}"), Some(ISP))
+            .json()
+            .unwrap();
+        if body["verdict"] == "match" {
+            return;
+        }
+        assert!(since.elapsed() < Duration::from_secs(10), "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn upload(server: &TestServer, key: &str, list: &str, file: &Path) -> Response {
     let sig = std::fs::read(format!("{}.minisig", file.display())).unwrap();
     let form = reqwest::blocking::multipart::Form::new()
@@ -870,20 +885,7 @@ fn a_delta_published_to_the_source_dir_is_served_within_seconds() {
     )
     .unwrap();
     std::fs::copy(&delta, env.path("published/alpha/alpha-3.hdelta")).unwrap();
-    loop {
-        let body: Value = server
-            .get(&format!("/v1/match/md5/{extra}"), Some(ISP))
-            .json()
-            .unwrap();
-        if body["verdict"] == "match" {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "not served within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_md5_match(&server, &extra, started, "not served within 10 s");
     eprintln!(
         "delta served {:.2} s after it appeared",
         started.elapsed().as_secs_f64()
@@ -1224,20 +1226,11 @@ fn a_url_source_is_polled_with_conditional_requests() {
         "alpha-1.hset\nalpha-2.hdelta\nalpha-3.hdelta\n",
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let body: Value = server
-            .get(&format!("/v1/match/md5/{extra}"), Some(ISP))
-            .json()
-            .unwrap();
-        if body["verdict"] == "match" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "v3 not served from the URL source"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_md5_match(
+        &server,
+        &extra,
+        Instant::now(),
+        "v3 not served from the URL source",
+    );
     assert_eq!(version_of(&server, "alpha")["version"], 3);
 }
