@@ -46,6 +46,9 @@ pub struct ChunkTable {
     pub directory: Column<u32>,
     /// Row numbers sorted by chunk value.
     pub ids: Column<u32>,
+    /// For 64-bit codes: the code of each id, in the same order, so a bucket is verified
+    /// from one contiguous read instead of a random read per candidate.
+    pub inline: Option<Column<u64>>,
 }
 
 /// Why an index cannot be built.
@@ -105,7 +108,9 @@ impl HammingIndex {
         }
         let n = rows.len();
         let max_width = if words == 1 { 16 } else { 24 };
-        let width = chunk_width(n, bits as u32, max_width);
+        // 64-bit codes are stored inline beside their ids (8 more bytes per id).
+        let id_bytes = if words == 1 { 12.0 } else { 4.0 };
+        let width = chunk_width(n, bits as u32, max_width, id_bytes);
         let m = (bits as u32).div_ceil(width);
         let bytes: &[u8] = &codes;
         // Spread the bits as evenly as possible over m chunks.
@@ -179,6 +184,12 @@ impl HammingIndex {
             if c.ids.iter().any(|&id| id as usize >= total) {
                 return Err(bad("id out of range"));
             }
+            if c.inline
+                .as_ref()
+                .is_some_and(|v| words != 1 || v.len() != n)
+            {
+                return Err(bad("inline codes"));
+            }
         }
         if next_start != bits as u32 {
             return Err(HammingError::BadChunk {
@@ -207,7 +218,11 @@ impl HammingIndex {
     pub fn memory_bytes(&self) -> usize {
         self.chunks
             .iter()
-            .map(|c| c.directory.len() * 4 + c.ids.len() * 4)
+            .map(|c| {
+                c.directory.len() * 4
+                    + c.ids.len() * 4
+                    + c.inline.as_ref().map_or(0, |v| v.len() * 8)
+            })
             .sum::<usize>()
     }
 
@@ -267,22 +282,37 @@ impl HammingIndex {
         }
         // The tables as plain slices once per search (a mapped column's deref is not free);
         // chunks are at least 8 bits wide, so there are at most 32.
-        let mut tables: [(&[u32], &[u32]); 32] = [(&[], &[]); 32];
+        let mut tables: [(&[u32], &[u32], &[u64]); 32] = [(&[], &[], &[]); 32];
         for (t, c) in tables.iter_mut().zip(&self.chunks) {
-            *t = (&c.directory, &c.ids);
+            *t = (&c.directory, &c.ids, c.inline.as_deref().unwrap_or(&[]));
         }
         for &(i, probe) in probes.iter() {
-            let (directory, ids) = tables[i as usize];
+            let (directory, ids, inline) = tables[i as usize];
             let (lo, hi) = (directory[probe as usize], directory[probe as usize + 1]);
             if lo < hi {
                 prefetch(&ids[lo as usize]);
+                if let Some(code) = inline.get(lo as usize) {
+                    prefetch(code);
+                }
                 runs.push((i, lo, hi));
             }
         }
         for &(i, lo, hi) in runs.iter() {
-            // Runs hold a few ids: a plain loop, not a memcpy call per run.
-            for &id in &tables[i as usize].1[lo as usize..hi as usize] {
-                candidates.push(id);
+            let (_, ids, inline) = tables[i as usize];
+            let (lo, hi) = (lo as usize, hi as usize);
+            if inline.len() == ids.len() && !inline.is_empty() {
+                // 64-bit codes inline: verify the bucket in place.
+                for (&id, &code) in ids[lo..hi].iter().zip(&inline[lo..hi]) {
+                    let d = (code ^ q[0]).count_ones();
+                    if d <= threshold {
+                        found(id, d);
+                    }
+                }
+            } else {
+                // Runs hold a few ids: a plain loop, not a memcpy call per run.
+                for &id in &ids[lo..hi] {
+                    candidates.push(id);
+                }
             }
         }
         // Verify in one tight loop, prefetching the code 16 candidates ahead: the loads of
@@ -347,11 +377,19 @@ impl ChunkTable {
             ids[*slot as usize] = row;
             *slot += 1;
         }
+        let inline = (words == 1).then(|| {
+            Column::Owned(
+                ids.iter()
+                    .map(|&r| word(codes, words, r as usize, 0))
+                    .collect::<Vec<u64>>(),
+            )
+        });
         ChunkTable {
             start,
             width,
             directory: Column::Owned(directory),
             ids: Column::Owned(ids),
+            inline,
         }
     }
 
@@ -381,7 +419,7 @@ const INDEX_BUDGET: f64 = 96.0;
 /// directories and id tables fit [`INDEX_BUDGET`] bytes per code. Measured on 1 M random PDQ
 /// codes at distance 31 (`benches/hamming.rs`): width 18 (15 chunks) 14 k queries/s at 68
 /// bytes/code, width 19 (14 chunks) 17.6 k at 75.
-fn chunk_width(n: usize, bits: u32, max_width: u32) -> u32 {
+fn chunk_width(n: usize, bits: u32, max_width: u32, id_bytes: f64) -> u32 {
     let log2 = usize::BITS - n.max(1).leading_zeros();
     let top = log2.clamp(8, max_width);
     (8..=top)
@@ -391,7 +429,7 @@ fn chunk_width(n: usize, bits: u32, max_width: u32) -> u32 {
             let (base, wider) = (bits / m, bits % m);
             let slots = f64::from(wider) * ((1u64 << (base + 1)) + 1) as f64
                 + f64::from(m - wider) * ((1u64 << base) + 1) as f64;
-            slots * 4.0 / n.max(1) as f64 + f64::from(m) * 4.0 <= INDEX_BUDGET
+            slots * 4.0 / n.max(1) as f64 + f64::from(m) * id_bytes <= INDEX_BUDGET
         })
         .unwrap_or(8)
 }

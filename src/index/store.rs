@@ -106,6 +106,9 @@ struct ChunkToc {
     width: u32,
     directory: ArrayRef,
     ids: ArrayRef,
+    /// 64-bit kinds: the codes of `ids`, in the same order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    codes: Option<ArrayRef>,
 }
 
 /// `len` values at byte `offset` of the file.
@@ -192,6 +195,10 @@ pub fn save(list: &ListIndex, path: &Path) -> std::io::Result<()> {
                             width: t.width,
                             directory: out.array(&t.directory)?,
                             ids: out.array(&t.ids)?,
+                            codes: match &t.inline {
+                                Some(codes) => Some(out.array(codes)?),
+                                None => None,
+                            },
                         });
                     }
                     SectionToc::Perceptual { kind, chunks }
@@ -327,6 +334,10 @@ pub fn open(set: Arc<HashSetFile>, path: &Path) -> Result<ListIndex, StoreError>
                         width: c.width,
                         directory: column(&backing, c.directory)?,
                         ids: column(&backing, c.ids)?,
+                        inline: match c.codes {
+                            Some(r) => Some(column(&backing, r)?),
+                            None => None,
+                        },
                     });
                 }
                 let set_backing: Arc<dyn Backing> = Arc::clone(&set) as Arc<dyn Backing>;
