@@ -8,14 +8,16 @@
 //! distance. With `t = q*m + s`, `s + 1` chunks get radius `q` and the others `q - 1` (chunks
 //! with radius -1 are skipped), the cheapest radii that keep recall exact.
 //!
-//! Layout choices, all measured in `benches/hamming.rs`:
-//! - chunk width grows with the number of codes (about `log2(n) - 2` bits, at least 8 and at
-//!   most 16 for 64-bit codes, 24 for 256-bit), so a bucket holds about one code and each
-//!   directory costs a few bytes per code;
-//! - identical codes are stored once (a list holding the same hash under many references
-//!   must not crowd the buckets); callers map a code index back to its entries;
-//! - codes are `u64` words, verified with `popcnt` (the crate targets x86-64-v2), with the
-//!   candidates' codes prefetched a few ahead ([`super::prefetch`]).
+//! Layout choices, all measured in `benches/hamming.rs` or on the peers corpus:
+//! - chunk width: the widest up to about `log2(n)` bits (at least 8; at most 16 for 64-bit
+//!   codes, 24 for 256-bit) whose directories and id tables fit 96 bytes per code
+//!   ([`chunk_width`]): wider chunks mean fewer candidates per probe;
+//! - the codes are the caller's column (a set's sorted hash column, not copied); identical
+//!   codes are indexed once (a list holding the same hash under many references must not
+//!   crowd the buckets) and a match at a row covers the run of equal rows after it;
+//! - 256-bit codes are verified after a gather, with `popcnt` (the crate targets x86-64-v2)
+//!   and each candidate's code prefetched 16 ahead ([`super::prefetch`]); 64-bit codes sit
+//!   inline beside their ids, so a bucket is verified from one contiguous read.
 
 use super::column::Column;
 use super::prefetch::prefetch;
