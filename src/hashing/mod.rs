@@ -1,6 +1,6 @@
 //! Client-side hashing: what a partner runs on its own machine. Only hashes leave it.
 //!
-//! [`hash_file`] streams a file once through the requested cryptographic digests (never
+//! [`Worker::hash_file`] streams a file once through the requested cryptographic digests (never
 //! holding the whole file in memory), then, if perceptual kinds are wanted and the file looks
 //! like an image, decodes it under the reference conventions ([`decode`]) and computes PDQ
 //! ([`pdq`]) and the `imagehash`-compatible 64-bit hashes ([`imagehash`]).

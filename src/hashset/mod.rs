@@ -1,7 +1,7 @@
 //! Hash sets: the signed, versioned files list maintainers publish, and the deltas between
 //! versions. The byte format is specified in `docs/hashset-format.md`.
 //!
-//! - [`format`]: the canonical `.hset` bytes ([`HashSetFile`] parses and checks them,
+//! - [`format`](mod@format): the canonical `.hset` bytes ([`HashSetFile`] parses and checks them,
 //!   [`EntryTable`] + [`Header`] produce them);
 //! - [`delta`]: `.hdelta` files (adds and removes from version N to N+1);
 //! - [`input`]: entries from CSV or `hashsieve hash` NDJSON, with errors by line number;

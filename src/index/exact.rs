@@ -266,7 +266,7 @@ impl ExactFilter {
 
     /// Keeps in `ids` only those whose key may be present ([`ExactFilter::may_contain`] on
     /// `key_of(id)`), in order. Works through the batch prefetching each key's three filter
-    /// slots [`FILTER_AHEAD`] keys ahead, so the cache misses of different keys overlap.
+    /// slots 16 keys ahead, so the cache misses of different keys overlap.
     pub fn retain_possible<'k>(&self, ids: &mut Vec<u32>, key_of: impl Fn(u32) -> &'k [u8]) {
         let f = match &self.state {
             FilterState::Built(f) => f,

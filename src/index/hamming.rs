@@ -11,12 +11,12 @@
 //! Layout choices, all measured in `benches/hamming.rs` or on the peers corpus:
 //! - chunk width: the widest up to about `log2(n)` bits (at least 8; at most 16 for 64-bit
 //!   codes, 24 for 256-bit) whose directories and id tables fit 96 bytes per code
-//!   ([`chunk_width`]): wider chunks mean fewer candidates per probe;
+//!   (`chunk_width`): wider chunks mean fewer candidates per probe;
 //! - the codes are the caller's column (a set's sorted hash column, not copied); identical
 //!   codes are indexed once (a list holding the same hash under many references must not
 //!   crowd the buckets) and a match at a row covers the run of equal rows after it;
 //! - 256-bit codes are verified after a gather, with `popcnt` (the crate targets x86-64-v2)
-//!   and each candidate's code prefetched 16 ahead ([`super::prefetch`]); 64-bit codes sit
+//!   and each candidate's code prefetched 16 ahead (`prefetch.rs`); 64-bit codes sit
 //!   inline beside their ids, so a bucket is verified from one contiguous read.
 
 use super::column::Column;
