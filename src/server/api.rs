@@ -970,10 +970,10 @@ async fn readyz(State(state): Shared) -> Response {
             .find(|s| s.name == l.name)
             .and_then(|s| s.expires_unix)
             .is_some_and(|e| e <= now);
-        if !snapshot.versions.contains_key(&l.name) {
+        if expired {
+            missing.push(format!("{}: its latest version has expired", l.name));
+        } else if !snapshot.versions.contains_key(&l.name) {
             missing.push(format!("{}: no verified version", l.name));
-        } else if expired {
-            missing.push(format!("{}: the served version has expired", l.name));
         }
     }
     if missing.is_empty() {

@@ -71,6 +71,9 @@ pub enum UpdateError {
     Io(#[from] std::io::Error),
 }
 
+/// How often the updater looks for expired lists when nothing else wakes it.
+const EXPIRY_CHECK: Duration = Duration::from_secs(5);
+
 /// A message to the updater thread.
 pub enum Command {
     /// A signed set or delta uploaded by an admin, with a reply channel.
@@ -218,6 +221,9 @@ impl Updater {
         let now = now_unix();
         for l in &mut self.lists {
             let Some(set) = &l.current else { continue };
+            if set.header().expires <= now {
+                continue; // not served (see `retire_expired`); nothing to build
+            }
             let stale = l
                 .index
                 .as_ref()
@@ -259,13 +265,16 @@ impl Updater {
     pub fn run(mut self, commands: mpsc::Receiver<Command>) {
         loop {
             self.poll_due(false);
+            self.retire_expired();
+            // Wake for the next poll, and at least every few seconds to notice expiry.
             let wait = self
                 .lists
                 .iter()
                 .filter(|l| matches!(l.config.source, Source::Dir(_) | Source::Http(_)))
                 .map(|l| l.next_poll.saturating_duration_since(Instant::now()))
                 .min()
-                .unwrap_or(Duration::from_secs(3600));
+                .unwrap_or(EXPIRY_CHECK)
+                .min(EXPIRY_CHECK);
             match commands.recv_timeout(wait) {
                 Ok(Command::Offer {
                     list,
@@ -282,6 +291,36 @@ impl Updater {
                 Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
+        }
+    }
+
+    /// Stops serving every list whose version has expired (a set is used only while its
+    /// expiry checks out: a list whose updates stop arriving must not be served forever),
+    /// and records why. `/readyz` reports it until a newer version arrives.
+    fn retire_expired(&mut self) {
+        let now = now_unix();
+        let mut changed = false;
+        for l in &mut self.lists {
+            let expired = l
+                .index
+                .as_ref()
+                .is_some_and(|ix| ix.set().header().expires <= now);
+            if expired && let Some(ix) = l.index.take() {
+                let h = ix.set().header();
+                let reason = format!(
+                    "version {} expired at {} and is no longer served; publish a newer version",
+                    h.version,
+                    rfc3339(h.expires)
+                );
+                tracing::warn!(list = %l.config.name, %reason, "list expired");
+                self.shared.refusal(&l.config.name, reason);
+                changed = true;
+            }
+        }
+        if changed {
+            let serving: Vec<Arc<ListIndex>> =
+                self.lists.iter().filter_map(|l| l.index.clone()).collect();
+            self.shared.swap(serving);
         }
     }
 

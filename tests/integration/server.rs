@@ -1234,3 +1234,81 @@ fn a_url_source_is_polled_with_conditional_requests() {
     );
     assert_eq!(version_of(&server, "alpha")["version"], 3);
 }
+
+#[test]
+fn a_list_stops_being_served_when_its_version_expires() {
+    let env = Env::new();
+    let server = env.start();
+    let (md5, _) = entry("alpha-2.csv", "md5");
+    // Version 5 of alpha, expiring in 3 seconds, uploaded by the admin.
+    let ex = repo().join("hashsets-example");
+    let expires = (time::OffsetDateTime::now_utc() + time::Duration::seconds(3))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let set = env.path("alpha-5.hset");
+    let out = run(&[
+        "hashset",
+        "build",
+        "--name",
+        "alpha",
+        "--version",
+        "5",
+        "--expires",
+        &expires,
+        "-o",
+        set.to_str().unwrap(),
+        ex.join("entries/alpha-2.csv").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sk = ex.join("example-only.sec");
+    let out = run(&[
+        "hashset",
+        "sign",
+        "--secret-key",
+        sk.to_str().unwrap(),
+        set.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = upload(&server, OPS, "alpha", &set);
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+    let body: Value = server
+        .get(&format!("/v1/match/md5/{md5}"), Some(ISP))
+        .json()
+        .unwrap();
+    assert_eq!(body["verdict"], "match");
+    assert_eq!(body["lists"]["alpha"], 5);
+    // Once expired: not matched against, not ready, and the reason is shown.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let body: Value = server
+            .get(&format!("/v1/match/md5/{md5}"), Some(ISP))
+            .json()
+            .unwrap();
+        if body["verdict"] == "no_match" {
+            assert!(body["lists"].get("alpha").is_none(), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still served after expiry");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let p = assert_problem(
+        server.get("/readyz", None),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not-ready",
+    );
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("alpha: its latest version has expired"),
+        "{p}"
+    );
+    let status = version_of(&server, "alpha");
+    assert!(
+        status["last_refusal"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{status}"
+    );
+}
