@@ -74,6 +74,9 @@ pub struct Refused {
 /// What the updater writes and the request handlers read.
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
+    /// Set once the updater has looked at every source once (tests wait for it; a list may
+    /// serve an older version from the state dir or a source until then).
+    pub first_poll_done: std::sync::atomic::AtomicBool,
     pub status: Mutex<BTreeMap<String, ListStatus>>,
     pub metrics: metrics::Metrics,
 }
@@ -95,6 +98,7 @@ impl Shared {
             .collect();
         Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            first_poll_done: std::sync::atomic::AtomicBool::new(false),
             status: Mutex::new(status),
             metrics: metrics::Metrics::new(),
         }

@@ -97,8 +97,10 @@ struct ListState {
     current: Option<Arc<HashSetFile>>,
     /// The index of `current`, kept so that publishing another list's update reuses it.
     index: Option<Arc<ListIndex>>,
-    /// Files already refused, by (length, modified time): not retried until they change.
-    refused: HashMap<PathBuf, (u64, Option<SystemTime>)>,
+    /// Files already refused, by the (length, modified time) of the file and of its
+    /// signature: not retried until either changes (a signature that arrives after its
+    /// file gets the file looked at again).
+    refused: HashMap<PathBuf, [(u64, Option<SystemTime>); 2]>,
     next_poll: Instant,
 }
 
@@ -266,6 +268,9 @@ impl Updater {
         loop {
             self.poll_due(false);
             self.retire_expired();
+            self.shared
+                .first_poll_done
+                .store(true, std::sync::atomic::Ordering::Release);
             // Wake for the next poll, and at least every few seconds to notice expiry.
             let wait = self
                 .lists
@@ -419,12 +424,15 @@ impl Updater {
             let remote = matches!(self.lists[i].config.source, Source::Http(_));
             // Local files are retried when they change; remote ones when the listing does
             // (a changed listing clears the refusals below).
-            let stamp = if remote {
-                (0, None)
-            } else {
-                std::fs::metadata(&path)
+            let stamp_of = |p: &Path| {
+                std::fs::metadata(p)
                     .map(|m| (m.len(), m.modified().ok()))
                     .unwrap_or((0, None))
+            };
+            let stamp = if remote {
+                [(0, None); 2]
+            } else {
+                [stamp_of(&path), stamp_of(&trust::signature_path(&path))]
             };
             if self.lists[i].refused.get(&path) == Some(&stamp) {
                 continue;
