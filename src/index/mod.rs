@@ -370,6 +370,22 @@ impl Index {
     }
 }
 
+impl KindIndex {
+    /// One kind of `set`: its section, its threshold (the list's, capped at the kind's
+    /// maximum) and its search structure.
+    fn new(set: &HashSetFile, section: &Section, search: KindSearch) -> KindIndex {
+        KindIndex {
+            kind: section.kind,
+            section: section.clone(),
+            threshold: set
+                .header()
+                .threshold(section.kind)
+                .min(section.kind.max_threshold()),
+            search,
+        }
+    }
+}
+
 /// A section's hash column as a [`Column`] borrowing the set's bytes.
 fn set_column(set: &Arc<HashSetFile>, section: &Section) -> Result<Column<u8>, IndexError> {
     let backing: Arc<dyn Backing> = Arc::clone(set) as Arc<dyn Backing>;
@@ -405,19 +421,19 @@ impl ListIndex {
                 let filter = ExactFilter::new(&table);
                 KindSearch::Exact { table, filter }
             };
-            kinds.push(KindIndex {
-                kind,
-                section: section.clone(),
-                threshold: set.header().threshold(kind).min(kind.max_threshold()),
-                search,
-            });
+            kinds.push(KindIndex::new(&set, section, search));
         }
-        Ok(ListIndex {
+        Ok(ListIndex::assemble(set, kinds))
+    }
+
+    /// A list over `set` from its kinds' structures (built here or loaded by [`store`]).
+    fn assemble(set: Arc<HashSetFile>, kinds: Vec<KindIndex>) -> ListIndex {
+        ListIndex {
             name: Arc::from(set.header().name.as_str()),
             version: set.header().version,
             set,
             kinds,
-        })
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -281,12 +281,7 @@ pub fn open(set: Arc<HashSetFile>, path: &Path) -> Result<ListIndex, StoreError>
                 filter,
             } if !kind.is_perceptual() => {
                 check_kind(&name)?;
-                let set_backing: Arc<dyn Backing> = Arc::clone(&set) as Arc<dyn Backing>;
-                let keys = Column::shared(
-                    set_backing,
-                    set.hashes_offset(section),
-                    section.count * kind.byte_len(),
-                )?;
+                let keys = super::set_column(&set, section)?;
                 let table = ExactTable::from_parts(
                     kind.byte_len(),
                     keys,
@@ -340,12 +335,7 @@ pub fn open(set: Arc<HashSetFile>, path: &Path) -> Result<ListIndex, StoreError>
                         },
                     });
                 }
-                let set_backing: Arc<dyn Backing> = Arc::clone(&set) as Arc<dyn Backing>;
-                let codes = Column::shared(
-                    set_backing,
-                    set.hashes_offset(section),
-                    section.count * kind.byte_len(),
-                )?;
+                let codes = super::set_column(&set, section)?;
                 let index = HammingIndex::from_parts(kind.bit_len() as usize, codes, tables)
                     .map_err(IndexError::from)?;
                 KindSearch::Perceptual { index }
@@ -357,19 +347,9 @@ pub fn open(set: Arc<HashSetFile>, path: &Path) -> Result<ListIndex, StoreError>
                 )));
             }
         };
-        kinds.push(KindIndex {
-            kind,
-            section: section.clone(),
-            threshold: set.header().threshold(kind).min(kind.max_threshold()),
-            search,
-        });
+        kinds.push(KindIndex::new(&set, section, search));
     }
-    Ok(ListIndex {
-        name: Arc::from(set.header().name.as_str()),
-        version: set.header().version,
-        set,
-        kinds,
-    })
+    Ok(ListIndex::assemble(set, kinds))
 }
 
 fn column<T: bytemuck::Pod>(

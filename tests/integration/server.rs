@@ -902,6 +902,52 @@ fn a_delta_published_to_the_source_dir_is_served_within_seconds() {
     );
 }
 
+/// Starts the `hashsieve` binary in `cwd` with stderr read line by line on a thread; waits
+/// for "listening on SCHEME://ADDR". Returns the child, the rest of its log as it comes, the
+/// lines so far and ADDR.
+fn spawn_serve(
+    cwd: &Path,
+    args: &[&str],
+    scheme: &str,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    Vec<String>,
+    String,
+) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hashsieve"))
+        .args(args)
+        .current_dir(cwd)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr_pipe)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let marker = format!("listening on {scheme}://");
+    let mut log = Vec::new();
+    loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve did not log its address: {log:?}");
+        };
+        log.push(line.clone());
+        if let Some(at) = line.find(&marker) {
+            let addr = line[at + marker.len()..].trim().to_owned();
+            return (child, rx, log, addr);
+        }
+    }
+}
+
 #[test]
 fn serve_binary_runs_the_demo_and_refuses_bad_configs() {
     // The README's first command, from a copy of the repository's example lists.
@@ -926,33 +972,8 @@ fn serve_binary_runs_the_demo_and_refuses_bad_configs() {
         dir.path().join("hashsets-example/example-only.pub"),
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hashsieve"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr_pipe = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr_pipe)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("serve logs its address");
-        log.push(line.clone());
-        if let Some(at) = line.find("listening on http://") {
-            break line[at + "listening on http://".len()..].trim().to_owned();
-        }
-    };
+    let (mut child, rx, mut log, addr) =
+        spawn_serve(dir.path(), &["serve", "--listen", "127.0.0.1:0"], "http");
     assert!(
         log.iter().any(|l| l.contains("unauthenticated local demo")),
         "{log:?}"
@@ -1087,32 +1108,9 @@ fn serve_over_tls_with_rustls() {
     config.insert_str(0, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n");
     std::fs::write(dir.join("tls.toml"), config).unwrap();
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hashsieve"))
-        .args(["serve", "--config", "tls.toml"])
-        .current_dir(dir)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr_pipe = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr_pipe)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let port = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("serve logs its address");
-        if let Some(at) = line.find("listening on https://") {
-            let addr = line[at + "listening on https://".len()..].trim().to_owned();
-            break addr.rsplit(':').next().unwrap().to_owned();
-        }
-    };
+    let (mut child, _rx, _log, addr) =
+        spawn_serve(dir, &["serve", "--config", "tls.toml"], "https");
+    let port = addr.rsplit(':').next().unwrap().to_owned();
     let client = Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
         .timeout(Duration::from_secs(10))
