@@ -9,9 +9,9 @@
 //! with radius -1 are skipped), the cheapest radii that keep recall exact.
 //!
 //! Layout choices, all measured in `benches/hamming.rs` or on the peers corpus:
-//! - chunk width: the widest up to about `log2(n)` bits (at least 8; at most 16 for 64-bit
-//!   codes, 24 for 256-bit) whose directories and id tables fit 96 bytes per code
-//!   (`chunk_width`): wider chunks mean fewer candidates per probe;
+//! - chunk width: the one a cost model (probes and candidates per search at the list's
+//!   threshold, `chunk_cost`) finds cheapest among those whose directories and id tables
+//!   fit 96 bytes per code (8 to 16 bits for 64-bit codes, 8 to 24 for 256-bit);
 //! - the codes are the caller's column (a set's sorted hash column, not copied); identical
 //!   codes are indexed once (a list holding the same hash under many references must not
 //!   crowd the buckets) and a match at a row covers the run of equal rows after it;
@@ -83,19 +83,31 @@ fn word(codes: &[u8], words: usize, row: usize, w: usize) -> u64 {
 
 impl HammingIndex {
     /// Indexes every row of `codes` (big-endian bytes, `bits / 8` each, concatenated;
-    /// callers pass unique codes). Row `i` is reported as `i`.
-    pub fn new(bits: usize, codes: &[u8]) -> Result<HammingIndex, HammingError> {
+    /// callers pass unique codes), laid out for searches at `threshold`
+    /// ([`HammingIndex::tuned_width`]). Row `i` is reported as `i`.
+    pub fn new(bits: usize, codes: &[u8], threshold: u32) -> Result<HammingIndex, HammingError> {
         let len = words_for(bits)? * 8;
         let rows: Vec<u32> = (0..(codes.len() / len) as u32).collect();
-        HammingIndex::over_rows(bits, Column::Owned(codes.to_vec()), &rows)
+        let width = HammingIndex::tuned_width(rows.len(), bits, threshold)?;
+        HammingIndex::over_rows(bits, Column::Owned(codes.to_vec()), &rows, width)
+    }
+
+    /// The chunk width that makes searches at `threshold` cheapest over `n` codes of `bits`
+    /// bits, within [`INDEX_BUDGET`] bytes per code (see [`chunk_cost`]). Any width keeps
+    /// recall exact at every threshold; this only decides speed.
+    pub fn tuned_width(n: usize, bits: usize, threshold: u32) -> Result<u32, HammingError> {
+        let words = words_for(bits)?;
+        Ok(tuned_width(n, bits as u32, threshold, words == 1))
     }
 
     /// Indexes the listed `rows` of a code column (big-endian bytes, `bits / 8` per row),
-    /// which the index keeps (a shared column is used in place).
+    /// which the index keeps (a shared column is used in place), in chunks of about `width`
+    /// bits (8 to 16 for 64-bit codes, 8 to 24 for 256-bit).
     pub fn over_rows(
         bits: usize,
         codes: Column<u8>,
         rows: &[u32],
+        width: u32,
     ) -> Result<HammingIndex, HammingError> {
         let words = words_for(bits)?;
         let total = codes.len() / (words * 8);
@@ -108,20 +120,17 @@ impl HammingIndex {
                 what: "row out of range",
             });
         }
+        if !(8..=max_width(words)).contains(&width) {
+            return Err(HammingError::BadChunk {
+                chunk: 0,
+                what: "chunk width out of range",
+            });
+        }
         let n = rows.len();
-        let max_width = if words == 1 { 16 } else { 24 };
-        // 64-bit codes are stored inline beside their ids (8 more bytes per id).
-        let id_bytes = if words == 1 { 12.0 } else { 4.0 };
-        let width = chunk_width(n, bits as u32, max_width, id_bytes);
-        let m = (bits as u32).div_ceil(width);
         let bytes: &[u8] = &codes;
-        // Spread the bits as evenly as possible over m chunks.
-        let base = bits as u32 / m;
-        let wider = bits as u32 % m;
-        let mut chunks = Vec::with_capacity(m as usize);
+        let mut chunks = Vec::new();
         let mut start = 0;
-        for i in 0..m {
-            let w = base + u32::from(i < wider);
+        for w in chunk_widths(bits as u32, width) {
             chunks.push(ChunkTable::build(bytes, words, rows, start, w));
             start += w;
         }
@@ -161,7 +170,7 @@ impl HammingIndex {
             return Err(HammingError::TooMany(total));
         }
         let n = chunks.first().map_or(0, |c| c.ids.len());
-        let max_width = if words == 1 { 16 } else { 24 };
+        let max_width = max_width(words);
         let mut next_start = 0u32;
         for (i, c) in chunks.iter().enumerate() {
             let bad = |what| HammingError::BadChunk { chunk: i, what };
@@ -292,9 +301,11 @@ impl HammingIndex {
             let (directory, ids, inline) = tables[i as usize];
             let (lo, hi) = (directory[probe as usize], directory[probe as usize + 1]);
             if lo < hi {
-                prefetch(&ids[lo as usize]);
-                if let Some(code) = inline.get(lo as usize) {
-                    prefetch(code);
+                // 64-bit codes are verified from the inline codes alone (their ids are read
+                // only for a match); 256-bit ones need the ids.
+                match inline.get(lo as usize) {
+                    Some(code) => prefetch(code),
+                    None => prefetch(&ids[lo as usize]),
                 }
                 runs.push((i, lo, hi));
             }
@@ -303,11 +314,12 @@ impl HammingIndex {
             let (_, ids, inline) = tables[i as usize];
             let (lo, hi) = (lo as usize, hi as usize);
             if inline.len() == ids.len() && !inline.is_empty() {
-                // 64-bit codes inline: verify the bucket in place.
-                for (&id, &code) in ids[lo..hi].iter().zip(&inline[lo..hi]) {
+                // 64-bit codes inline: verify the bucket in place, reading an id only for a
+                // match (at 1 M codes the scan is bound by memory bandwidth).
+                for (k, &code) in inline[lo..hi].iter().enumerate() {
                     let d = (code ^ q[0]).count_ones();
                     if d <= threshold {
-                        found(id, d);
+                        found(ids[lo + k], d);
                     }
                 }
             } else {
@@ -416,24 +428,88 @@ fn extract(code: &[u64], start: u32, width: u32) -> u32 {
 /// Bytes of directories and id tables per indexed code the chunk width may cost.
 const INDEX_BUDGET: f64 = 96.0;
 
-/// The chunk width for `n` codes of `bits` bits: the widest (fewer chunks, fewer candidates
-/// per probe) up to about `log2(n)` bits (wider only adds probes of empty buckets) whose
-/// directories and id tables fit [`INDEX_BUDGET`] bytes per code. Measured on 1 M random PDQ
-/// codes at distance 31 (`benches/hamming.rs`): width 18 (15 chunks) 14 k queries/s at 68
-/// bytes/code, width 19 (14 chunks) 17.6 k at 75.
-fn chunk_width(n: usize, bits: u32, max_width: u32, id_bytes: f64) -> u32 {
-    let log2 = usize::BITS - n.max(1).leading_zeros();
-    let top = log2.clamp(8, max_width);
-    (8..=top)
-        .rev()
-        .find(|&w| {
-            let m = bits.div_ceil(w);
-            let (base, wider) = (bits / m, bits % m);
-            let slots = f64::from(wider) * ((1u64 << (base + 1)) + 1) as f64
-                + f64::from(m - wider) * ((1u64 << base) + 1) as f64;
-            slots * 4.0 / n.max(1) as f64 + f64::from(m) * id_bytes <= INDEX_BUDGET
+/// Whether chunks of `width` bits over `n` codes fit [`INDEX_BUDGET`] bytes per code:
+/// directory slots plus, per chunk, an id (and for 64-bit codes the code inline: 12 bytes).
+fn fits_budget(n: usize, bits: u32, width: u32, inline: bool) -> bool {
+    let id_bytes = if inline { 12.0 } else { 4.0 };
+    let slots: f64 = chunk_widths(bits, width)
+        .map(|w| ((1u64 << w) + 1) as f64)
+        .sum();
+    let m = f64::from(bits.div_ceil(width));
+    slots * 4.0 / n.max(1) as f64 + m * id_bytes <= INDEX_BUDGET
+}
+
+/// The widest chunk a code of `words` words is cut into (a directory has `2^width` slots).
+fn max_width(words: usize) -> u32 {
+    if words == 1 { 16 } else { 24 }
+}
+
+/// The widths of the chunks a `bits`-bit code is cut into for a nominal `width`: as many
+/// chunks as `width` needs, the bits spread as evenly as possible, the wider chunks first.
+fn chunk_widths(bits: u32, width: u32) -> impl Iterator<Item = u32> {
+    let m = bits.div_ceil(width);
+    let (base, wider) = (bits / m, bits % m);
+    (0..m).map(move |i| base + u32::from(i < wider))
+}
+
+/// A probe's cost relative to a candidate's, for 256-bit codes: a probe reads a directory
+/// slot and then its run of ids (two dependent cache misses), a candidate one random read of
+/// its code. For 64-bit codes the candidates sit inline in the run, read in sequence: a
+/// candidate costs a fraction of a miss. Calibrated with `benches/hamming.rs`
+/// (`HASHSIEVE_BENCH_WIDTHS=14,16`), 64-bit codes at distance 8: at 200 k codes width 13
+/// (5 chunks) answers 746 k queries/s and width 16 (4 chunks) 411 k; at 1 M, width 16 154 k
+/// and width 14 79 k. Fitting time = probes * a + candidates * b gives b = a / 23 at 200 k
+/// (all in cache) and a / 4.6 at 1 M (the scan is bound by memory bandwidth); a candidate
+/// at 1/8 of a probe picks the faster width in both.
+const PROBE_COST: f64 = 2.0;
+const INLINE_CANDIDATE_COST: f64 = 0.25;
+
+/// The expected cost of one search at `threshold` over `n` uniformly spread codes cut at
+/// `width`: per chunk, the probes of its radius, each with its share of the codes.
+fn chunk_cost(n: usize, bits: u32, threshold: u32, width: u32, inline: bool) -> f64 {
+    let m = bits.div_ceil(width);
+    let (quotient, rest) = (threshold / m, threshold % m);
+    let candidate = if inline { INLINE_CANDIDATE_COST } else { 1.0 };
+    chunk_widths(bits, width)
+        .enumerate()
+        .map(|(i, w)| {
+            let radius = if (i as u32) <= rest {
+                quotient as i64
+            } else {
+                quotient as i64 - 1
+            };
+            if radius < 0 {
+                return 0.0;
+            }
+            let probes = ball_size(w, (radius as u32).min(w));
+            probes * (PROBE_COST + candidate * n as f64 / (1u64 << w) as f64)
         })
-        .unwrap_or(8)
+        .sum()
+}
+
+/// The number of `width`-bit values within Hamming distance `radius` of one.
+fn ball_size(width: u32, radius: u32) -> f64 {
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    for k in 1..=radius {
+        term = term * f64::from(width - k + 1) / f64::from(k);
+        sum += term;
+    }
+    sum
+}
+
+/// The chunk width of least [`chunk_cost`] at `threshold` among those whose directories and
+/// id tables fit [`INDEX_BUDGET`] bytes per code (64-bit codes also store the code beside
+/// each id: 12 bytes per id instead of 4). Wider chunks mean fewer candidates per probe but
+/// larger radii (more probes); narrower chunks the reverse.
+fn tuned_width(n: usize, bits: u32, threshold: u32, inline: bool) -> u32 {
+    let top = max_width(if inline { 1 } else { 4 });
+    (8..=top)
+        .filter(|&w| fits_budget(n, bits, w, inline))
+        .map(|w| (w, chunk_cost(n, bits, threshold, w, inline)))
+        // Ties (widths giving the same chunks) go to the narrower: smaller directories.
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+        .map_or(8, |(w, _)| w)
 }
 
 /// Per-thread buffers of [`HammingIndex::search_each`].
@@ -532,28 +608,54 @@ mod tests {
                 }
                 codes[qi * bytes..(qi + 1) * bytes].copy_from_slice(&near);
             }
-            let index = HammingIndex::new(bits, &codes).unwrap();
-            for q in queries.chunks_exact(bytes) {
-                for &t in thresholds {
-                    assert_eq!(
-                        index.search(q, t),
-                        brute(&codes, bytes, q, t),
-                        "bits {bits} t {t}"
-                    );
+            // Every layout (tuned for any threshold, or any width) answers every threshold.
+            let rows: Vec<u32> = (0..n as u32).collect();
+            let widths = (8..=max_width(bits / 64)).step_by(3);
+            for width in widths.chain([HammingIndex::tuned_width(n, bits, 8).unwrap()]) {
+                let column = Column::Owned(codes.clone());
+                let index = HammingIndex::over_rows(bits, column, &rows, width).unwrap();
+                for q in queries.chunks_exact(bytes) {
+                    for &t in thresholds {
+                        assert_eq!(
+                            index.search(q, t),
+                            brute(&codes, bytes, q, t),
+                            "bits {bits} width {width} t {t}"
+                        );
+                    }
                 }
             }
         }
     }
 
     #[test]
+    fn tuning_follows_the_threshold_and_the_budget() {
+        // 64-bit codes at distance 8: radius-1 chunks beat wide ones with radius 2.
+        let w64 = tuned_width(200_000, 64, 8, true);
+        assert!((11..16).contains(&w64), "64-bit width {w64}");
+        // A larger threshold needs wider chunks (fewer candidates per probe).
+        assert!(tuned_width(10_000_000, 256, 31, false) >= tuned_width(10_000, 256, 31, false));
+        // Threshold 0: one probe, so the widest chunk the budget allows.
+        let widest = (8..=24)
+            .filter(|&w| fits_budget(1_000_000, 256, w, false))
+            .max();
+        assert_eq!(Some(tuned_width(1_000_000, 256, 0, false)), widest);
+        for (n, bits, t, inline) in [(1, 64, 8, true), (100_000_000, 256, 64, false)] {
+            let w = tuned_width(n, bits, t, inline);
+            assert!(w == 8 || fits_budget(n, bits, w, inline), "{n}: width {w}");
+        }
+        assert_eq!(ball_size(16, 2), 137.0);
+        assert_eq!(ball_size(8, 8), 256.0);
+    }
+
+    #[test]
     fn empty_and_wrong_width() {
-        let index = HammingIndex::new(256, &[]).unwrap();
+        let index = HammingIndex::new(256, &[], 31).unwrap();
         assert!(index.search(&[0; 32], 31).is_empty());
         assert_eq!(
-            HammingIndex::new(128, &[]).unwrap_err(),
+            HammingIndex::new(128, &[], 8).unwrap_err(),
             HammingError::UnsupportedWidth(128)
         );
-        let index = HammingIndex::new(64, &[0; 8]).unwrap();
+        let index = HammingIndex::new(64, &[0; 8], 8).unwrap();
         assert!(
             index.search(&[0; 32], 3).is_empty(),
             "a query of the wrong width matches nothing"

@@ -377,12 +377,14 @@ impl KindIndex {
         KindIndex {
             kind: section.kind,
             section: section.clone(),
-            threshold: set
-                .header()
-                .threshold(section.kind)
-                .min(section.kind.max_threshold()),
+            threshold: KindIndex::threshold_of(set, section.kind),
             search,
         }
+    }
+
+    /// The threshold `set` gives `kind`, capped at the kind's maximum.
+    fn threshold_of(set: &HashSetFile, kind: HashKind) -> u32 {
+        set.header().threshold(kind).min(kind.max_threshold())
     }
 }
 
@@ -413,7 +415,10 @@ impl ListIndex {
                     .map(|i| i as u32)
                     .collect();
                 let codes = set_column(&set, section)?;
-                let index = HammingIndex::over_rows(kind.bit_len() as usize, codes, &rows)?;
+                let bits = kind.bit_len() as usize;
+                let threshold = KindIndex::threshold_of(&set, kind);
+                let width = HammingIndex::tuned_width(rows.len(), bits, threshold)?;
+                let index = HammingIndex::over_rows(bits, codes, &rows, width)?;
                 KindSearch::Perceptual { index }
             } else {
                 let keys = set_column(&set, section)?;
