@@ -1,5 +1,5 @@
 //! Hamming range search over uniform random codes, against a brute-force scan: PDQ (256 bits,
-//! distance <= 31) at 100 k and 1 M codes, 64-bit codes (pHash/dHash/aHash, distance <= 8) at
+//! distance <= 31) at 100 k, 200 k (the load test's lists) and 1 M codes, 64-bit codes (pHash/dHash/aHash, distance <= 8) at
 //! 200 k and 1 M. Set HASHSIEVE_BENCH_10M=1 to add PDQ at 10 M. Batches of 1 000 queries, 1%
 //! planted within the threshold, as in ../shared/peers.
 //!
@@ -32,6 +32,7 @@ fn bench_hamming(c: &mut Criterion) {
     let mut cases: Vec<(usize, u32, usize)> = if full {
         vec![
             (256, 31, 100_000),
+            (256, 31, 200_000),
             (256, 31, 1_000_000),
             (64, 8, 200_000),
             (64, 8, 1_000_000),

@@ -19,6 +19,8 @@
 //!   and each candidate's code prefetched 16 ahead (`prefetch.rs`); 64-bit codes sit
 //!   inline beside their ids, so a bucket is verified from one contiguous read.
 
+use std::ops::ControlFlow;
+
 use super::column::Column;
 use super::prefetch::prefetch;
 
@@ -348,6 +350,63 @@ impl HammingIndex {
         SCRATCH.with(|s| *s.borrow_mut() = scratch);
     }
 
+    /// Whether any code lies within `threshold` of `query`: a probe at a time, stopping at
+    /// the first. This is the near-miss check (is anything just beyond the list's threshold?)
+    /// at radii where a full search is costly: for 64-bit codes 16 bits past a threshold of
+    /// 8 the ball holds thousands of codes of a large list, and the first is found after a
+    /// few probes; for PDQ the ball is usually empty and every probe is read, as in `search`.
+    pub fn any_within(&self, query: &[u8], threshold: u32) -> bool {
+        if self.is_empty() || query.len() != self.words * 8 {
+            return false;
+        }
+        let mut q = [0u64; 4];
+        for (w, bytes) in q.iter_mut().zip(query.chunks_exact(8)) {
+            *w = u64::from_be_bytes(bytes.try_into().unwrap_or([0; 8]));
+        }
+        let q = &q[..self.words];
+        let codes: &[u8] = &self.codes;
+        let words = self.words;
+        let m = self.chunks.len() as u32;
+        let (quotient, rest) = (threshold / m, threshold % m);
+        let within = |id: u32| {
+            let d: u32 = (0..words)
+                .map(|w| (word(codes, words, id as usize, w) ^ q[w]).count_ones())
+                .sum();
+            d <= threshold
+        };
+        self.chunks.iter().enumerate().any(|(i, chunk)| {
+            let radius = if (i as u32) <= rest {
+                quotient as i64
+            } else {
+                quotient as i64 - 1
+            };
+            if radius < 0 {
+                return false;
+            }
+            let directory: &[u32] = &chunk.directory;
+            let ids: &[u32] = &chunk.ids;
+            let inline: &[u64] = chunk.inline.as_deref().unwrap_or(&[]);
+            let radius = (radius as u32).min(chunk.width);
+            try_for_each_within(chunk.value_of(q), chunk.width, radius, |probe| {
+                let lo = directory[probe as usize] as usize;
+                let hi = directory[probe as usize + 1] as usize;
+                let hit = if inline.len() == ids.len() && !inline.is_empty() {
+                    inline[lo..hi]
+                        .iter()
+                        .any(|&code| (code ^ q[0]).count_ones() <= threshold)
+                } else {
+                    ids[lo..hi].iter().any(|&id| within(id))
+                };
+                if hit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .is_break()
+        })
+    }
+
     /// Every code within `threshold` of `query`, as `(code_index, distance)` sorted by
     /// distance then index, without repeats.
     pub fn search(&self, query: &[u8], threshold: u32) -> Vec<(u32, u32)> {
@@ -529,18 +588,33 @@ const PREFETCH_AHEAD: usize = 16;
 
 /// Calls `f` for every `width`-bit value within Hamming distance `radius` of `value`.
 fn for_each_within(value: u32, width: u32, radius: u32, mut f: impl FnMut(u32)) {
-    f(value);
+    let _ = try_for_each_within::<()>(value, width, radius, |v| {
+        f(v);
+        ControlFlow::Continue(())
+    });
+}
+
+/// Calls `f` for every `width`-bit value within Hamming distance `radius` of `value`, nearest
+/// first, until `f` breaks.
+fn try_for_each_within<B>(
+    value: u32,
+    width: u32,
+    radius: u32,
+    mut f: impl FnMut(u32) -> ControlFlow<B>,
+) -> ControlFlow<B> {
+    f(value)?;
     // Masks of exactly k bits, k = 1..=radius, in increasing order (Gosper's hack).
     for k in 1..=radius {
         let mut mask: u64 = (1u64 << k) - 1;
         let limit = 1u64 << width;
         while mask < limit {
-            f(value ^ mask as u32);
+            f(value ^ mask as u32)?;
             let c = mask & mask.wrapping_neg();
             let r = mask + c;
             mask = (((r ^ mask) >> 2) / c) | r;
         }
     }
+    ControlFlow::Continue(())
 }
 
 #[cfg(test)]
@@ -616,11 +690,9 @@ mod tests {
                 let index = HammingIndex::over_rows(bits, column, &rows, width).unwrap();
                 for q in queries.chunks_exact(bytes) {
                     for &t in thresholds {
-                        assert_eq!(
-                            index.search(q, t),
-                            brute(&codes, bytes, q, t),
-                            "bits {bits} width {width} t {t}"
-                        );
+                        let expected = brute(&codes, bytes, q, t);
+                        assert_eq!(index.search(q, t), expected, "bits {bits} w {width} t {t}");
+                        assert_eq!(index.any_within(q, t), !expected.is_empty(), "any, t {t}");
                     }
                 }
             }

@@ -301,16 +301,18 @@ impl Index {
                             .enumerate()
                             .filter(|(_, q)| q.hash.kind() == k.kind)
                         {
-                            let radius = if near.bits > 0 && near.sample() {
-                                wide
-                            } else {
-                                k.threshold
-                            };
-                            for (code, distance) in index.search(q.hash.as_bytes(), radius) {
-                                if distance > k.threshold {
-                                    near_hit.push(i as u32);
-                                    continue;
-                                }
+                            let found = index.search(q.hash.as_bytes(), k.threshold);
+                            // A sampled query with no match here: is anything just beyond?
+                            // (Matches in other lists are discounted at the end.)
+                            if found.is_empty()
+                                && wide > k.threshold
+                                && near.bits > 0
+                                && near.sample()
+                                && index.any_within(q.hash.as_bytes(), wide)
+                            {
+                                near_hit.push(i as u32);
+                            }
+                            for (code, distance) in found {
                                 let row = code as usize;
                                 let hash = &column[row * len..(row + 1) * len];
                                 let mut entry = row;
