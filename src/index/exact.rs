@@ -266,22 +266,49 @@ impl ExactFilter {
 
     /// Keeps in `ids` only those whose key may be present ([`ExactFilter::may_contain`] on
     /// `key_of(id)`), in order. Works through the batch prefetching each key's three filter
-    /// slots 16 keys ahead, so the cache misses of different keys overlap.
+    /// slots 16 keys ahead, so the cache misses of different keys overlap; each key is hashed
+    /// once, and the slots computed for the prefetch are the ones checked (`fuse_probe`, our
+    /// copy of xorf's formula, tested against `BinaryFuse8::contains` on members and
+    /// non-members).
     pub fn retain_possible<'k>(&self, ids: &mut Vec<u32>, key_of: impl Fn(u32) -> &'k [u8]) {
         let f = match &self.state {
             FilterState::Built(f) => f,
             FilterState::Empty => return ids.clear(),
             FilterState::PassAll => return,
         };
-        let mut kept = 0;
-        for i in 0..ids.len() {
-            if let Some(&ahead) = ids.get(i + FILTER_AHEAD) {
-                prefetch_slots(f, fingerprint(key_of(ahead)));
+        let fingerprints: &[u8] = &f.fingerprints;
+        let probe = |id: u32| {
+            let p = fuse_probe(&f.descriptor, fingerprint(key_of(id)));
+            for h in p.slots {
+                if let Some(slot) = fingerprints.get(h as usize) {
+                    prefetch(slot);
+                }
             }
-            let id = ids[i];
-            if f.contains(&fingerprint(key_of(id))) {
-                ids[kept] = id;
-                kept += 1;
+            (id, p)
+        };
+        // A slot out of range cannot happen with a checked descriptor; it would pass the key
+        // on to the table (never a false "absent").
+        let possible = |p: &Probe| {
+            let [h0, h1, h2] = p.slots.map(|h| fingerprints.get(h as usize).copied());
+            match (h0, h1, h2) {
+                (Some(a), Some(b), Some(c)) => p.fingerprint ^ a ^ b ^ c == 0,
+                _ => true,
+            }
+        };
+        let mut ring = [(0u32, Probe::default()); FILTER_AHEAD];
+        let n = ids.len();
+        let mut kept = 0;
+        for i in 0..n + FILTER_AHEAD {
+            let slot = i % FILTER_AHEAD;
+            if i >= FILTER_AHEAD {
+                let (id, p) = ring[slot];
+                if possible(&p) {
+                    ids[kept] = id;
+                    kept += 1;
+                }
+            }
+            if i < n {
+                ring[slot] = probe(ids[i]);
             }
         }
         ids.truncate(kept);
@@ -336,22 +363,20 @@ impl ExactFilter {
 /// How many keys ahead [`ExactFilter::retain_possible`] prefetches.
 const FILTER_AHEAD: usize = 16;
 
-/// Prefetches the three fingerprint slots that `filter.contains(&key)` will read. This
-/// repeats xorf 0.13's slot formula (murmur3 finaliser of key + seed, then `hash_of_hash`),
-/// which xorf does not export; it only decides what to prefetch, never an answer, and
-/// `prefetch_slots_match_the_filter` checks it against the filter's own answers.
-#[inline(always)]
-fn prefetch_slots(filter: &BinaryFuse8, key: u64) {
-    let (h0, h1, h2) = fuse_slots(&filter.descriptor, key);
-    for h in [h0, h1, h2] {
-        if let Some(slot) = filter.fingerprints.get(h as usize) {
-            prefetch(slot);
-        }
-    }
+/// Where a key lands in a binary fuse filter: its three slots and its 8-bit fingerprint
+/// (present iff the fingerprint XOR the three slots is 0).
+#[derive(Debug, Clone, Copy, Default)]
+struct Probe {
+    slots: [u32; 3],
+    fingerprint: u8,
 }
 
+/// xorf 0.13's `BinaryFuse8` hashing (murmur3 finaliser of key + seed, slots from the high
+/// bits, fingerprint `h ^ h >> 32`), which xorf does not export: copied so that a batch can
+/// prefetch a key's slots before it checks them. `batch_probes_match_the_filter` checks it
+/// against the filter's own answers.
 #[inline(always)]
-fn fuse_slots(d: &Descriptor, key: u64) -> (u32, u32, u32) {
+fn fuse_probe(d: &Descriptor, key: u64) -> Probe {
     let mut h = key.wrapping_add(d.seed);
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -362,7 +387,10 @@ fn fuse_slots(d: &Descriptor, key: u64) -> (u32, u32, u32) {
     let h1 = h0.wrapping_add(d.segment_length) ^ (((h >> 18) as u32) & d.segment_length_mask);
     let h2 =
         h0.wrapping_add(2u32.wrapping_mul(d.segment_length)) ^ ((h as u32) & d.segment_length_mask);
-    (h0, h1, h2)
+    Probe {
+        slots: [h0, h1, h2],
+        fingerprint: (h ^ (h >> 32)) as u8,
+    }
 }
 
 /// 64 bits taken from the key: digests are uniform, and the filter mixes them again.
@@ -434,7 +462,7 @@ mod tests {
     }
 
     #[test]
-    fn prefetch_slots_match_the_filter() {
+    fn batch_probes_match_the_filter() {
         // Our copy of xorf's slot formula must name the slots `contains` reads: recompute
         // membership from those slots and compare with the filter on members and non-members.
         let ks = keys(20_000, 32, 77);
@@ -446,24 +474,22 @@ mod tests {
         let probes = ks.iter().cloned().chain(keys(20_000, 32, 78));
         for k in probes {
             let key = fingerprint(&k);
-            let (h0, h1, h2) = fuse_slots(&f.descriptor, key);
-            let mixed = {
-                let mut h = key.wrapping_add(f.descriptor.seed);
-                h ^= h >> 33;
-                h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-                h ^= h >> 33;
-                h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-                h ^ (h >> 33)
-            };
-            let ours = (mixed ^ (mixed >> 32)) as u8
-                ^ f.fingerprints[h0 as usize]
-                ^ f.fingerprints[h1 as usize]
-                ^ f.fingerprints[h2 as usize];
+            let p = fuse_probe(&f.descriptor, key);
+            let ours = p.fingerprint
+                ^ f.fingerprints[p.slots[0] as usize]
+                ^ f.fingerprints[p.slots[1] as usize]
+                ^ f.fingerprints[p.slots[2] as usize];
             assert_eq!(ours == 0, f.contains(&key));
         }
-        let mut ids: Vec<u32> = (0..ks.len() as u32).collect();
-        filter.retain_possible(&mut ids, |i| &ks[i as usize]);
-        assert_eq!(ids.len(), ks.len(), "no false negatives");
+        // And the batch path agrees with the filter key by key (no false negatives).
+        let mixed: Vec<Vec<u8>> = ks.iter().cloned().chain(keys(20_000, 32, 79)).collect();
+        let mut ids: Vec<u32> = (0..mixed.len() as u32).collect();
+        filter.retain_possible(&mut ids, |i| &mixed[i as usize]);
+        let expected: Vec<u32> = (0..mixed.len() as u32)
+            .filter(|&i| f.contains(&fingerprint(&mixed[i as usize])))
+            .collect();
+        assert_eq!(ids, expected);
+        assert!(ids.len() >= ks.len() && ids[..ks.len()].iter().copied().eq(0..ks.len() as u32));
     }
 
     #[test]

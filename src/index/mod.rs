@@ -224,9 +224,13 @@ impl Index {
         include: &(dyn Fn(&str) -> bool + Sync),
         near: NearMiss,
     ) -> Answers {
-        if queries.len() >= 2 * PARALLEL_CHUNK && rayon::current_num_threads() > 1 {
+        let threads = rayon::current_num_threads();
+        if queries.len() >= 2 * PARALLEL_CHUNK && threads > 1 {
+            // Two parts per thread (one to steal if the other thread is slow): fewer, larger
+            // parts keep each thread's filter probes pipelined and cost fewer merges.
+            let part = queries.len().div_ceil(2 * threads).max(PARALLEL_CHUNK);
             let parts: Vec<Answers> = queries
-                .par_chunks(PARALLEL_CHUNK)
+                .par_chunks(part)
                 .map(|chunk| self.match_chunk(chunk, include, near))
                 .collect();
             let mut all = Answers {
