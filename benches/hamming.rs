@@ -87,12 +87,19 @@ fn bench_hamming(c: &mut Criterion) {
             } else {
                 format!("mih_w{width}")
             };
-            group.bench_function(name, |b| {
+            group.bench_function(&name, |b| {
                 b.iter(|| {
                     queries
                         .chunks_exact(bytes)
                         .map(|q| index.search(black_box(q), t).len())
                         .sum::<usize>()
+                })
+            });
+            group.bench_function(format!("{name}_batch"), |b| {
+                b.iter(|| {
+                    let mut found = 0usize;
+                    index.search_batch(black_box(&queries), t, |_, _, _| found += 1);
+                    found
                 })
             });
         }

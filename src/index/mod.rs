@@ -300,32 +300,58 @@ impl Index {
                         let wide = (k.threshold + near.bits)
                             .min(k.kind.max_threshold())
                             .max(k.threshold);
-                        for (i, q) in queries
+                        let mine: Vec<u32> = queries
                             .iter()
                             .enumerate()
                             .filter(|(_, q)| q.hash.kind() == k.kind)
-                        {
-                            let found = index.search(q.hash.as_bytes(), k.threshold);
-                            // A sampled query with no match here: is anything just beyond?
-                            // (Matches in other lists are discounted at the end.)
-                            if found.is_empty()
-                                && wide > k.threshold
-                                && near.bits > 0
-                                && near.sample()
-                                && index.any_within(q.hash.as_bytes(), wide)
-                            {
-                                near_hit.push(i as u32);
+                            .map(|(i, _)| i as u32)
+                            .collect();
+                        // (query, distance, row) of every code within the threshold.
+                        let mut found: Vec<(u32, u32, u32)> = Vec::new();
+                        if index.prefers_batch(mine.len()) {
+                            let bytes: Vec<u8> = mine
+                                .iter()
+                                .flat_map(|&i| queries[i as usize].hash.as_bytes())
+                                .copied()
+                                .collect();
+                            index.search_batch(&bytes, k.threshold, |j, row, d| {
+                                found.push((mine[j as usize], d, row));
+                            });
+                            found.sort_unstable();
+                            found.dedup();
+                        } else {
+                            for &i in &mine {
+                                let q = queries[i as usize].hash.as_bytes();
+                                for (row, d) in index.search(q, k.threshold) {
+                                    found.push((i, d, row));
+                                }
                             }
-                            for (code, distance) in found {
-                                let row = code as usize;
+                        }
+                        let mut found = found.into_iter().peekable();
+                        for &i in &mine {
+                            let mut any = false;
+                            while let Some((_, distance, row)) = found.next_if(|&(j, _, _)| j == i)
+                            {
+                                any = true;
+                                let row = row as usize;
                                 let hash = &column[row * len..(row + 1) * len];
                                 let mut entry = row;
                                 while entry < k.section.count
                                     && &column[entry * len..(entry + 1) * len] == hash
                                 {
-                                    hits.push((i as u32, list.entry_match(k, entry, distance)));
+                                    hits.push((i, list.entry_match(k, entry, distance)));
                                     entry += 1;
                                 }
+                            }
+                            // A sampled query with no match here: is anything just beyond?
+                            // (Matches in other lists are discounted at the end.)
+                            if !any
+                                && wide > k.threshold
+                                && near.bits > 0
+                                && near.sample()
+                                && index.any_within(queries[i as usize].hash.as_bytes(), wide)
+                            {
+                                near_hit.push(i);
                             }
                         }
                     }
@@ -593,6 +619,69 @@ mod tests {
         assert_eq!(
             json,
             r#"{"list":"beta","version":7,"kind":"pdq","category":"c2","ref":"B-1","distance":0}"#
+        );
+    }
+
+    #[test]
+    fn batched_and_single_searches_agree() {
+        // Random PDQ and pHash entries, some repeated under other references, and queries
+        // planted 0..40 bits from them: a batch (searched together, `search_batch` in unit
+        // tests) gives the same verdicts as one query at a time.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut codes: Vec<(HashKind, Vec<u8>)> = Vec::new();
+        for i in 0..600 {
+            let kind = if i % 3 == 0 {
+                HashKind::Phash
+            } else {
+                HashKind::Pdq
+            };
+            let code: Vec<u8> = (0..kind.byte_len()).map(|_| next() as u8).collect();
+            codes.push((kind, code));
+        }
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let entries: Vec<(HashKind, String, String)> = codes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (k, c))| {
+                let copies = if i % 10 == 0 { 3 } else { 1 };
+                (0..copies).map(move |r| (*k, hex(c), format!("R-{i}-{r}")))
+            })
+            .collect();
+        let rows: Vec<(HashKind, &str, &str, &str)> = entries
+            .iter()
+            .map(|(k, h, r)| (*k, h.as_str(), "c", r.as_str()))
+            .collect();
+        let index = Index::build(vec![set("l", 1, &rows, 31)]).unwrap();
+        let queries: Vec<Query> = (0..300)
+            .map(|i| {
+                let (kind, code) = &codes[(next() % 600) as usize];
+                let mut q = code.clone();
+                let flips = if i % 4 == 0 { 64 } else { i % 41 };
+                for _ in 0..flips {
+                    let bit = (next() % (q.len() as u64 * 8)) as usize;
+                    q[bit / 8] ^= 1 << (bit % 8);
+                }
+                Query {
+                    hash: HashValue::from_bytes(*kind, &q).unwrap(),
+                    quality: None,
+                }
+            })
+            .collect();
+        let batch = index.match_batch(&queries);
+        let single: Vec<Verdict> = queries.iter().map(|q| index.match_one(q)).collect();
+        assert_eq!(batch, single);
+        assert!(
+            batch
+                .iter()
+                .filter(|v| v.verdict == Decision::Match)
+                .count()
+                > 100
         );
     }
 
