@@ -708,7 +708,7 @@ const RADIX_BITS: u32 = 12;
 /// Queries and index size from which [`HammingIndex::prefers_batch`] (unit tests batch
 /// from two queries on, so that the index's batch path is compared with the other).
 const BATCH_MIN_QUERIES: usize = if cfg!(test) { 2 } else { 256 };
-const BATCH_MIN_BYTES: usize = if cfg!(test) { 0 } else { 64 << 20 };
+const BATCH_MIN_BYTES: usize = if cfg!(test) { 1 } else { 64 << 20 };
 
 /// Per-thread buffers of [`HammingIndex::search_batch`].
 #[derive(Default)]
