@@ -409,12 +409,16 @@ impl HammingIndex {
 
     /// Whether [`HammingIndex::search_batch`] beats query-at-a-time searches for `queries`
     /// queries: when the index is much larger than the CPU's caches (its random reads go to
-    /// memory) and there are enough queries for the sorted reads to be dense. Measured with
-    /// `benches/hamming.rs` (PDQ, 1 000 queries): at 1 M codes (about 100 MB with the codes)
-    /// batch 28.3 k queries/s against 19.9 k; at 200 k codes (23 MB) 118 k against 135 k.
+    /// memory), there are enough queries, and the codes are few enough that one flush of
+    /// candidates reads them densely. Measured with `hashsieve match --stats` on the peers
+    /// corpus (10 000 PDQ queries, one thread): 1 M codes (100 MB with the codes) batch 33 k
+    /// queries/s against 19.3 k; 10 M codes batch 6.6-7.0 k against 7.2 k (the sorted reads
+    /// are one per cache line there, so sorting buys nothing); `benches/hamming.rs` at 200 k
+    /// codes (23 MB, in cache) batch 118 k against 135 k.
     pub fn prefers_batch(&self, queries: usize) -> bool {
         let bytes = self.memory_bytes() + self.codes.len();
-        queries >= BATCH_MIN_QUERIES && bytes >= BATCH_MIN_BYTES
+        let rows = self.codes.len() / (self.words * 8);
+        queries >= BATCH_MIN_QUERIES && bytes >= BATCH_MIN_BYTES && rows <= 4 * BATCH_CANDIDATES
     }
 
     /// Searches many queries (concatenated codes, `bits / 8` bytes each) at once: calls
