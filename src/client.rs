@@ -27,6 +27,8 @@ pub enum ClientError {
     },
     #[error("{url}: unexpected answer: {detail}")]
     Unexpected { url: String, detail: String },
+    #[error("{path}: {detail}")]
+    CaCert { path: String, detail: String },
 }
 
 /// The answer to one batch: one verdict object per query (as the server sent it) and the
@@ -48,12 +50,33 @@ pub struct Client {
 
 impl Client {
     /// `base` is the service's root URL (`https://hashsieve.example.org`); `key` the
-    /// partner's API key (none for a local demo).
-    pub fn new(base: &str, key: Option<String>) -> Result<Client, ClientError> {
+    /// partner's API key (none for a local demo); `ca_cert` a PEM file of certificate
+    /// authorities to trust besides the platform's (a service behind a private CA).
+    pub fn new(
+        base: &str,
+        key: Option<String>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Client, ClientError> {
         let url = format!("{}/v1/match", base.trim_end_matches('/'));
-        let http = reqwest::blocking::Client::builder()
+        let mut builder = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(120))
-            .user_agent(concat!("hashsieve/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("hashsieve/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = ca_cert {
+            let bad = |detail: String| ClientError::CaCert {
+                path: path.display().to_string(),
+                detail,
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(bad("no certificate in the file".to_owned()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|source| ClientError::Http {
                 url: url.clone(),

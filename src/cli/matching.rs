@@ -52,6 +52,10 @@ pub(crate) struct MatchArgs {
         default_value = "HASHSIEVE_API_KEY"
     )]
     api_key_env: String,
+    /// With --server: also trust the certificate authorities in this PEM file (a service
+    /// whose certificate a private CA issued).
+    #[arg(long = "ca-cert", value_name = "PEM", requires = "server")]
+    ca_cert: Option<PathBuf>,
     /// Hashes per request (with --server; at most the server's limits.max_batch).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     batch: usize,
@@ -213,7 +217,7 @@ fn run_server(url: &str, args: &MatchArgs) -> anyhow::Result<Outcome> {
     let key = std::env::var(&args.api_key_env)
         .ok()
         .filter(|k| !k.trim().is_empty());
-    let client = crate::client::Client::new(url, key)?;
+    let client = crate::client::Client::new(url, key, args.ca_cert.as_deref())?;
     let (files, missing) = super::hash::collect_files(&args.inputs);
     let options = crate::hashing::HashOptions::default();
     let stdout = std::io::stdout();

@@ -471,7 +471,7 @@ impl HammingIndex {
         candidates.clear();
         let verify = |candidates: &mut Vec<u64>,
                       sorted: &mut Vec<u64>,
-                      counts: &mut Vec<usize>,
+                      counts: &mut Vec<u32>,
                       found: &mut dyn FnMut(u32, u32, u32)| {
             radix_sort(candidates, sorted, counts, row_bits, |c| (c >> 32) as usize);
             for &c in candidates.iter() {
@@ -525,10 +525,12 @@ impl HammingIndex {
                         for &id in &ids[lo..hi] {
                             candidates.push((u64::from(id) << 32) | u64::from(qi));
                         }
+                        // Checked per probe: a crowded bucket (clustered codes) probed by
+                        // every query of the group must not pile up unbounded candidates.
+                        if candidates.len() >= BATCH_CANDIDATES {
+                            verify(candidates, sorted, counts, &mut found);
+                        }
                     }
-                }
-                if candidates.len() >= BATCH_CANDIDATES {
-                    verify(candidates, sorted, counts, &mut found);
                 }
             }
             verify(candidates, sorted, counts, &mut found);
@@ -720,7 +722,7 @@ struct BatchScratch {
     probes: Vec<u64>,
     sorted: Vec<u64>,
     candidates: Vec<u64>,
-    counts: Vec<usize>,
+    counts: Vec<u32>,
 }
 
 thread_local! {
@@ -729,48 +731,48 @@ thread_local! {
 }
 
 /// Sorts `items` by `key(item)` (below `2^bits`), least significant digit first, a stable
-/// counting sort per [`RADIX_BITS`]-bit digit; `tmp` is scratch. Sequential passes over the
-/// items, where a comparison sort would be `log n` passes of unpredictable branches.
+/// counting sort per [`RADIX_BITS`]-bit digit; `tmp` and `counts` are scratch. One pass
+/// counts every digit, then one scatter pass per digit: sequential passes over the items,
+/// where a comparison sort would be `log n` passes of unpredictable branches.
 fn radix_sort(
     items: &mut Vec<u64>,
     tmp: &mut Vec<u64>,
-    counts: &mut Vec<usize>,
+    counts: &mut Vec<u32>,
     bits: u32,
     key: impl Fn(u64) -> usize,
 ) {
-    let mut shift = 0;
-    while shift < bits {
-        let digit = RADIX_BITS.min(bits - shift);
-        let mask = (1usize << digit) - 1;
-        partition(items, tmp, counts, 1 << digit, |x| (key(x) >> shift) & mask);
-        std::mem::swap(items, tmp);
-        shift += digit;
-    }
-}
-
-/// A stable counting sort of `items` into `out` by `region(item)` (each below `regions`):
-/// two sequential passes, the second scattering into `regions` streams.
-fn partition(
-    items: &[u64],
-    out: &mut Vec<u64>,
-    counts: &mut Vec<usize>,
-    regions: usize,
-    region: impl Fn(u64) -> usize,
-) {
+    let digits = bits.div_ceil(RADIX_BITS) as usize;
+    let radix = 1usize << RADIX_BITS;
+    let mask = radix - 1;
     counts.clear();
-    counts.resize(regions + 1, 0);
-    for &x in items {
-        counts[region(x) + 1] += 1;
+    counts.resize(digits * radix, 0);
+    for &x in items.iter() {
+        let k = key(x);
+        for (d, c) in counts.chunks_exact_mut(radix).enumerate() {
+            c[(k >> (d as u32 * RADIX_BITS)) & mask] += 1;
+        }
     }
-    for r in 1..=regions {
-        counts[r] += counts[r - 1];
+    // Exclusive prefix sums: each bucket's first position (items are fewer than 2^32: a
+    // batch holds at most `BATCH_GROUP` queries' probes or `BATCH_CANDIDATES` plus one
+    // table's ids).
+    for c in counts.chunks_exact_mut(radix) {
+        let mut at = 0u32;
+        for slot in c.iter_mut() {
+            let n = *slot;
+            *slot = at;
+            at = at.wrapping_add(n);
+        }
     }
-    out.clear();
-    out.resize(items.len(), 0);
-    for &x in items {
-        let r = region(x);
-        out[counts[r]] = x;
-        counts[r] += 1;
+    for (d, c) in counts.chunks_exact_mut(radix).enumerate() {
+        let shift = d as u32 * RADIX_BITS;
+        tmp.clear();
+        tmp.resize(items.len(), 0);
+        for &x in items.iter() {
+            let slot = &mut c[(key(x) >> shift) & mask];
+            tmp[*slot as usize] = x;
+            *slot += 1;
+        }
+        std::mem::swap(items, tmp);
     }
 }
 

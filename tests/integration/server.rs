@@ -1143,6 +1143,25 @@ fn serve_over_tls_with_rustls() {
         .json()
         .unwrap();
     assert_eq!(body["matches"][0]["ref"], md5_ref.as_str());
+    // The client trusts a private CA given with --ca-cert, and refuses the server without.
+    let images = repo().join("hashsets-example/images");
+    let client_run = |extra: &[&str]| {
+        let mut cmd = crate::util::hashsieve();
+        cmd.args(["match", "--server", &format!("https://localhost:{port}")]);
+        cmd.args(extra);
+        cmd.arg(&images).env("HASHSIEVE_API_KEY", ISP);
+        cmd.output().unwrap()
+    };
+    let ca = dir.join("cert.pem");
+    let out = client_run(&["--ca-cert", ca.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(crate::util::ndjson(&out.stdout).len(), 48);
+    let out = client_run(&[]);
+    assert_eq!(out.status.code(), Some(2), "an unknown CA is refused");
+    assert!(stderr(&out).contains("request failed"), "{}", stderr(&out));
+    let out = client_run(&["--ca-cert", dir.join("key.pem").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("key.pem: no certificate"), "{}", stderr(&out));
     // Plain HTTP to the TLS port gets no answer.
     let plain = Client::new()
         .get(format!("http://127.0.0.1:{port}/healthz"))
