@@ -76,12 +76,10 @@ impl Client {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let http = builder
-            .build()
-            .map_err(|source| ClientError::Http {
-                url: url.clone(),
-                source,
-            })?;
+        let http = builder.build().map_err(|source| ClientError::Http {
+            url: url.clone(),
+            source,
+        })?;
         Ok(Client {
             url,
             key,

@@ -17,7 +17,10 @@
 //!   crowd the buckets) and a match at a row covers the run of equal rows after it;
 //! - 256-bit codes are verified after a gather, with `popcnt` (the crate targets x86-64-v2)
 //!   and each candidate's code prefetched 16 ahead (`prefetch.rs`); 64-bit codes sit
-//!   inline beside their ids, so a bucket is verified from one contiguous read.
+//!   inline beside their ids, so a bucket is verified from one contiguous read;
+//! - many queries against an index far larger than the caches are searched together
+//!   (`search_batch`): probes sorted by slot and candidates by row (radix passes), so the
+//!   tables and codes are read in ascending order instead of at random.
 
 use std::ops::ControlFlow;
 

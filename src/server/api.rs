@@ -95,6 +95,29 @@ struct MatchResponseDoc {
     lists: BTreeMap<String, u64>,
 }
 
+/// `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`: the process answers.
+    status: &'static str,
+}
+
+/// `GET /readyz` when every list serves.
+#[derive(Debug, Serialize, ToSchema)]
+struct Ready<'a> {
+    /// Always `ready`.
+    status: &'static str,
+    /// List name to the version it serves.
+    lists: &'a BTreeMap<String, u64>,
+}
+
+/// `POST /v1/admin/hashsets/{list}` accepted: the version now serving.
+#[derive(Debug, Serialize, ToSchema)]
+struct Accepted {
+    list: String,
+    version: u64,
+}
+
 /// The router over `state`, with request metrics and the request timeout around every route.
 pub fn router(state: Arc<AppState>) -> Router {
     let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -827,7 +850,7 @@ async fn lists(State(state): Shared, headers: HeaderMap) -> Response {
     params(("list" = String, Path, description = "configured list name")),
     request_body(content = String, content_type = "multipart/form-data", description = "fields `file` (.hset or .hdelta) and `signature` (its .minisig)"),
     responses(
-        (status = 200, description = "Accepted and serving: {\"list\",\"version\"}"),
+        (status = 200, description = "Accepted: the version now serving", body = Accepted),
         (status = 400, description = "Not a valid upload", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown key", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin key", body = ProblemDoc, content_type = "application/problem+json"),
@@ -901,10 +924,7 @@ async fn admin_upload(
         });
         let outcome = if sent { answer.await.ok() } else { None };
         match outcome {
-            Some(Ok(version)) => Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "list": list, "version": version }),
-            )),
+            Some(Ok(version)) => Ok(json_response(StatusCode::OK, &Accepted { list, version })),
             Some(Err(reason)) => Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "update-refused",
@@ -945,9 +965,9 @@ async fn read_field(
 }
 
 /// Liveness.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "{\"status\":\"ok\"}")))]
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The process answers", body = Health)))]
 async fn healthz() -> Response {
-    json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+    json_response(StatusCode::OK, &Health { status: "ok" })
 }
 
 /// Readiness: every configured list serves an unexpired verified version.
@@ -955,7 +975,7 @@ async fn healthz() -> Response {
     get,
     path = "/readyz",
     responses(
-        (status = 200, description = "{\"status\":\"ready\",\"lists\":{name:version}}"),
+        (status = 200, description = "Every list serves a verified, unexpired version", body = Ready<'static>),
         (status = 503, description = "Not ready (which lists, why)", body = ProblemDoc, content_type = "application/problem+json"),
     )
 )]
@@ -979,7 +999,10 @@ async fn readyz(State(state): Shared) -> Response {
     if missing.is_empty() {
         json_response(
             StatusCode::OK,
-            &serde_json::json!({ "status": "ready", "lists": snapshot.versions }),
+            &Ready {
+                status: "ready",
+                lists: &snapshot.versions,
+            },
         )
     } else {
         Problem {

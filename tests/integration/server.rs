@@ -427,6 +427,28 @@ fn matching_endpoints_entitlements_and_distance_policies() {
     }
     assert!(doc["components"]["schemas"]["MatchRequest"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // Every success answer says what its body is, not only in prose.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let ok = &op["responses"]["200"];
+            assert!(
+                ok["content"].as_object().is_some_and(|c| !c.is_empty()),
+                "{method} {path}: 200 without a content schema"
+            );
+        }
+    }
+    for schema in [
+        "Health",
+        "Ready",
+        "Accepted",
+        "ListsDoc",
+        "MatchResponseDoc",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} missing"
+        );
+    }
 
     // Metrics: requests by endpoint pattern (never a concrete hash), matches by list.
     let text = server.get("/metrics", None).text().unwrap();
@@ -1161,7 +1183,11 @@ fn serve_over_tls_with_rustls() {
     assert!(stderr(&out).contains("request failed"), "{}", stderr(&out));
     let out = client_run(&["--ca-cert", dir.join("key.pem").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("key.pem: no certificate"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("key.pem: no certificate"),
+        "{}",
+        stderr(&out)
+    );
     // Plain HTTP to the TLS port gets no answer.
     let plain = Client::new()
         .get(format!("http://127.0.0.1:{port}/healthz"))
