@@ -169,6 +169,11 @@ impl ExactTable {
     /// misses, instead of waiting on each key's two dependent misses in turn.
     pub fn lookup_many(&self, keys: &[&[u8]]) -> Vec<Range<usize>> {
         let (table, directory): (&[u8], &[u32]) = (&self.keys, &self.directory);
+        // Three passes, each of independent reads whose misses overlap: prefetch every key's
+        // directory slot; read the slots and prefetch the first key of each run; scan.
+        for k in keys.iter().filter(|k| k.len() == self.key_len) {
+            prefetch(&directory[prefix(k, self.bits)]);
+        }
         let bounds: Vec<(u32, u32)> = keys
             .iter()
             .map(|k| {
@@ -176,7 +181,11 @@ impl ExactTable {
                     return (0, 0);
                 }
                 let p = prefix(k, self.bits);
-                (directory[p], directory[p + 1])
+                let (lo, hi) = (directory[p], directory[p + 1]);
+                if let Some(first) = table.get(lo as usize * self.key_len) {
+                    prefetch(first);
+                }
+                (lo, hi)
             })
             .collect();
         keys.iter()
