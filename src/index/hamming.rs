@@ -254,13 +254,9 @@ impl HammingIndex {
         if self.is_empty() || query.len() != self.words * 8 {
             return;
         }
-        let mut q = [0u64; 4];
-        for (w, bytes) in q.iter_mut().zip(query.chunks_exact(8)) {
-            *w = u64::from_be_bytes(bytes.try_into().unwrap_or([0; 8]));
-        }
+        let q = query_words(query);
         let q = &q[..self.words];
         let m = self.chunks.len() as u32;
-        let (quotient, rest) = (threshold / m, threshold % m);
         let codes: &[u8] = &self.codes;
         let words = self.words;
         // Three passes, so that every memory access of a pass is independent of the others
@@ -279,17 +275,10 @@ impl HammingIndex {
         runs.clear();
         candidates.clear();
         for (i, chunk) in self.chunks.iter().enumerate() {
-            // The first `rest + 1` chunks get radius `quotient`, the others one less.
-            let radius = if (i as u32) <= rest {
-                quotient as i64
-            } else {
-                quotient as i64 - 1
-            };
-            if radius < 0 {
+            let Some(radius) = chunk_radius(i, m, threshold, chunk.width) else {
                 continue;
-            }
+            };
             let value = chunk.value_of(q);
-            let radius = (radius as u32).min(chunk.width);
             let directory: &[u32] = &chunk.directory;
             for_each_within(value, chunk.width, radius, |probe| {
                 prefetch(&directory[probe as usize]);
@@ -362,15 +351,11 @@ impl HammingIndex {
         if self.is_empty() || query.len() != self.words * 8 {
             return false;
         }
-        let mut q = [0u64; 4];
-        for (w, bytes) in q.iter_mut().zip(query.chunks_exact(8)) {
-            *w = u64::from_be_bytes(bytes.try_into().unwrap_or([0; 8]));
-        }
+        let q = query_words(query);
         let q = &q[..self.words];
         let codes: &[u8] = &self.codes;
         let words = self.words;
         let m = self.chunks.len() as u32;
-        let (quotient, rest) = (threshold / m, threshold % m);
         let within = |id: u32| {
             let d: u32 = (0..words)
                 .map(|w| (word(codes, words, id as usize, w) ^ q[w]).count_ones())
@@ -378,18 +363,12 @@ impl HammingIndex {
             d <= threshold
         };
         self.chunks.iter().enumerate().any(|(i, chunk)| {
-            let radius = if (i as u32) <= rest {
-                quotient as i64
-            } else {
-                quotient as i64 - 1
-            };
-            if radius < 0 {
+            let Some(radius) = chunk_radius(i, m, threshold, chunk.width) else {
                 return false;
-            }
+            };
             let directory: &[u32] = &chunk.directory;
             let ids: &[u32] = &chunk.ids;
             let inline: &[u64] = chunk.inline.as_deref().unwrap_or(&[]);
-            let radius = (radius as u32).min(chunk.width);
             try_for_each_within(chunk.value_of(q), chunk.width, radius, |probe| {
                 let lo = directory[probe as usize] as usize;
                 let hi = directory[probe as usize + 1] as usize;
@@ -446,21 +425,11 @@ impl HammingIndex {
             return;
         }
         let words = self.words;
-        let qs: Vec<[u64; 4]> = queries
-            .chunks_exact(len)
-            .map(|q| {
-                let mut code = [0u64; 4];
-                for (w, bytes) in code.iter_mut().zip(q.chunks_exact(8)) {
-                    *w = u64::from_be_bytes(bytes.try_into().unwrap_or([0; 8]));
-                }
-                code
-            })
-            .collect();
+        let qs: Vec<[u64; 4]> = queries.chunks_exact(len).map(query_words).collect();
         if u32::try_from(qs.len()).is_err() {
             return;
         }
         let m = self.chunks.len() as u32;
-        let (quotient, rest) = (threshold / m, threshold % m);
         let codes: &[u8] = &self.codes;
         let total_rows = codes.len() / len;
         let row_bits = usize::BITS - total_rows.leading_zeros();
@@ -492,15 +461,9 @@ impl HammingIndex {
         for group in (0..qs.len()).step_by(BATCH_GROUP) {
             let group = group..(group + BATCH_GROUP).min(qs.len());
             for (i, chunk) in self.chunks.iter().enumerate() {
-                let radius = if (i as u32) <= rest {
-                    quotient as i64
-                } else {
-                    quotient as i64 - 1
-                };
-                if radius < 0 {
+                let Some(radius) = chunk_radius(i, m, threshold, chunk.width) else {
                     continue;
-                }
-                let radius = (radius as u32).min(chunk.width);
+                };
                 probes.clear();
                 for qi in group.clone() {
                     let value = chunk.value_of(&qs[qi][..words]);
@@ -605,6 +568,28 @@ impl ChunkTable {
     }
 }
 
+/// The search radius of chunk `i` (of `m`, `width` bits wide) at `threshold`: with
+/// `threshold = q * m + s`, the first `s + 1` chunks get `q` and the others `q - 1`; `None`
+/// when that is negative (the chunk is not searched). Capped at the chunk's width.
+fn chunk_radius(i: usize, m: u32, threshold: u32, width: u32) -> Option<u32> {
+    let (quotient, rest) = (threshold / m, threshold % m);
+    let radius = if (i as u32) <= rest {
+        quotient
+    } else {
+        quotient.checked_sub(1)?
+    };
+    Some(radius.min(width))
+}
+
+/// A query's big-endian bytes as words (up to four; missing bytes read as zero).
+fn query_words(query: &[u8]) -> [u64; 4] {
+    let mut q = [0u64; 4];
+    for (w, bytes) in q.iter_mut().zip(query.chunks_exact(8)) {
+        *w = u64::from_be_bytes(bytes.try_into().unwrap_or([0; 8]));
+    }
+    q
+}
+
 /// Bits `start..start + width` of a code (bit 0 = most significant bit of word 0).
 #[inline]
 fn extract(code: &[u64], start: u32, width: u32) -> u32 {
@@ -661,20 +646,14 @@ const INLINE_CANDIDATE_COST: f64 = 0.25;
 /// `width`: per chunk, the probes of its radius, each with its share of the codes.
 fn chunk_cost(n: usize, bits: u32, threshold: u32, width: u32, inline: bool) -> f64 {
     let m = bits.div_ceil(width);
-    let (quotient, rest) = (threshold / m, threshold % m);
     let candidate = if inline { INLINE_CANDIDATE_COST } else { 1.0 };
     chunk_widths(bits, width)
         .enumerate()
         .map(|(i, w)| {
-            let radius = if (i as u32) <= rest {
-                quotient as i64
-            } else {
-                quotient as i64 - 1
-            };
-            if radius < 0 {
+            let Some(radius) = chunk_radius(i, m, threshold, w) else {
                 return 0.0;
-            }
-            let probes = ball_size(w, (radius as u32).min(w));
+            };
+            let probes = ball_size(w, radius);
             probes * (PROBE_COST + candidate * n as f64 / (1u64 << w) as f64)
         })
         .sum()
