@@ -924,6 +924,91 @@ fn a_delta_published_to_the_source_dir_is_served_within_seconds() {
     );
 }
 
+#[cfg(unix)]
+#[test]
+fn sighup_makes_the_service_poll_its_sources_at_once() {
+    let env = Env::new();
+    let dir = env.dir.path();
+    // Sources polled hourly: only the signal can bring the new version in time.
+    let config = std::fs::read_to_string(dir.join("hashsieve.toml"))
+        .unwrap()
+        .replace("poll_seconds = 1", "poll_seconds = 3600");
+    std::fs::write(dir.join("hup.toml"), config).unwrap();
+    let (delta, extra) = make_alpha_v3(&env);
+    let (mut child, _rx, _log, addr) = spawn_serve(dir, &["serve", "--config", "hup.toml"], "http");
+    let client = Client::new();
+    let ask = || -> Value {
+        client
+            .get(format!("http://{addr}/v1/match/md5/{extra}"))
+            .bearer_auth(ISP)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .map(|r| r.status() != StatusCode::OK)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::copy(
+        format!("{}.minisig", delta.display()),
+        env.path("published/alpha/alpha-3.hdelta.minisig"),
+    )
+    .unwrap();
+    std::fs::copy(&delta, env.path("published/alpha/alpha-3.hdelta")).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(ask()["verdict"], "no_match", "polled without the signal");
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let sent = Instant::now();
+    while ask()["verdict"] != "match" {
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "not served after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+}
+
+/// A `hashsieve serve` process that is killed if the test ends without stopping it (a failed
+/// assertion must not leave a server holding the test's output open).
+struct ServeChild(std::process::Child);
+
+impl std::ops::Deref for ServeChild {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServeChild {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts the `hashsieve` binary in `cwd` with stderr read line by line on a thread; waits
 /// for "listening on SCHEME://ADDR". Returns the child, the rest of its log as it comes, the
 /// lines so far and ADDR.
@@ -932,7 +1017,7 @@ fn spawn_serve(
     args: &[&str],
     scheme: &str,
 ) -> (
-    std::process::Child,
+    ServeChild,
     std::sync::mpsc::Receiver<String>,
     Vec<String>,
     String,
@@ -965,7 +1050,7 @@ fn spawn_serve(
         log.push(line.clone());
         if let Some(at) = line.find(&marker) {
             let addr = line[at + marker.len()..].trim().to_owned();
-            return (child, rx, log, addr);
+            return (ServeChild(child), rx, log, addr);
         }
     }
 }
