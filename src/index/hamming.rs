@@ -98,7 +98,7 @@ impl HammingIndex {
     }
 
     /// The chunk width that makes searches at `threshold` cheapest over `n` codes of `bits`
-    /// bits, within [`INDEX_BUDGET`] bytes per code (see [`chunk_cost`]). Any width keeps
+    /// bits, within `INDEX_BUDGET` (96) bytes per code (see `chunk_cost`). Any width keeps
     /// recall exact at every threshold; this only decides speed.
     pub fn tuned_width(n: usize, bits: usize, threshold: u32) -> Result<u32, HammingError> {
         let words = words_for(bits)?;
@@ -458,8 +458,19 @@ impl HammingIndex {
             }
             candidates.clear();
         };
-        for group in (0..qs.len()).step_by(BATCH_GROUP) {
-            let group = group..(group + BATCH_GROUP).min(qs.len());
+        // Queries per group: at most `BATCH_GROUP`, fewer when each probes a large ball (a
+        // list whose threshold is far above 31), so that one table's probes stay within
+        // `BATCH_PROBES`.
+        let widest_ball = self
+            .chunks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| chunk_radius(i, m, threshold, c.width).map(|r| (c.width, r)))
+            .map(|(w, r)| ball_size(w, r))
+            .fold(1.0, f64::max);
+        let group_size = ((BATCH_PROBES as f64 / widest_ball) as usize).clamp(1, BATCH_GROUP);
+        for group in (0..qs.len()).step_by(group_size) {
+            let group = group..(group + group_size).min(qs.len());
             for (i, chunk) in self.chunks.iter().enumerate() {
                 let Some(radius) = chunk_radius(i, m, threshold, chunk.width) else {
                     continue;
@@ -687,6 +698,9 @@ fn tuned_width(n: usize, bits: u32, threshold: u32, inline: bool) -> u32 {
 /// Queries [`HammingIndex::search_batch`] takes through the chunk tables together (their
 /// probes of one table fill a few MB). Tests use small values so that every path runs.
 const BATCH_GROUP: usize = if cfg!(test) { 7 } else { 4096 };
+/// Probes of one chunk table [`HammingIndex::search_batch`] gathers for a group at most
+/// (8 bytes each, twice).
+const BATCH_PROBES: usize = if cfg!(test) { 300 } else { 1 << 21 };
 /// Candidates [`HammingIndex::search_batch`] gathers before verifying them (8 bytes each,
 /// twice: 32 MB at most per thread). Tests use small values so that every path runs.
 const BATCH_CANDIDATES: usize = if cfg!(test) { 100 } else { 1 << 20 };

@@ -218,8 +218,9 @@ impl Index {
     /// [`Index::match_batch_in`] that also counts near misses: queries with no match but a
     /// perceptual entry within `near.bits` bits beyond its list's threshold (capped at the
     /// kind's maximum threshold). A wider search costs several times a normal one (PDQ at
-    /// 31 + 16 probes ~8x as many buckets, 64-bit kinds at 8 + 8 ~50x), so only a random one in
-    /// `near.every` perceptual queries is searched wide and counted; `near.bits = 0` counts
+    /// 31 + 16 probes ~8x as many buckets), so only a random one in `near.every` perceptual
+    /// queries without a match asks whether anything lies in the wider radius (stopping at
+    /// the first entry, [`HammingIndex::any_within`]) and is counted; `near.bits = 0` counts
     /// nothing and costs nothing. Verdicts are the same either way.
     pub fn match_batch_near(
         &self,
