@@ -86,6 +86,34 @@ fn word(codes: &[u8], words: usize, row: usize, w: usize) -> u64 {
     u64::from_be_bytes(raw)
 }
 
+/// Hamming distance between row `row` of `codes` and the query words `q`.
+#[inline(always)]
+fn distance(codes: &[u8], words: usize, row: usize, q: &[u64]) -> u32 {
+    (0..words)
+        .map(|w| (word(codes, words, row, w) ^ q[w]).count_ones())
+        .sum()
+}
+
+/// Scans a bucket of 64-bit codes stored inline (positions `lo..hi` of a chunk table):
+/// calls `found(id, distance)` for each within `threshold` of `q`, reading an id only for a
+/// match (at 1 M codes the scan is bound by memory bandwidth).
+#[inline(always)]
+fn scan_inline(
+    inline: &[u64],
+    ids: &[u32],
+    (lo, hi): (usize, usize),
+    q: u64,
+    threshold: u32,
+    mut found: impl FnMut(u32, u32),
+) {
+    for (k, &code) in inline[lo..hi].iter().enumerate() {
+        let d = (code ^ q).count_ones();
+        if d <= threshold {
+            found(ids[lo + k], d);
+        }
+    }
+}
+
 impl HammingIndex {
     /// Indexes every row of `codes` (big-endian bytes, `bits / 8` each, concatenated;
     /// callers pass unique codes), laid out for searches at `threshold`
@@ -287,9 +315,9 @@ impl HammingIndex {
         }
         // The tables as plain slices once per search (a mapped column's deref is not free);
         // chunks are at least 8 bits wide, so there are at most 32.
-        let mut tables: [(&[u32], &[u32], &[u64]); 32] = [(&[], &[], &[]); 32];
+        let mut tables: [(&[u32], &[u32], Option<&[u64]>); 32] = [(&[], &[], None); 32];
         for (t, c) in tables.iter_mut().zip(&self.chunks) {
-            *t = (&c.directory, &c.ids, c.inline.as_deref().unwrap_or(&[]));
+            *t = (&c.directory, &c.ids, c.inline.as_deref());
         }
         for &(i, probe) in probes.iter() {
             let (directory, ids, inline) = tables[i as usize];
@@ -297,8 +325,8 @@ impl HammingIndex {
             if lo < hi {
                 // 64-bit codes are verified from the inline codes alone (their ids are read
                 // only for a match); 256-bit ones need the ids.
-                match inline.get(lo as usize) {
-                    Some(code) => prefetch(code),
+                match inline {
+                    Some(codes) => prefetch(&codes[lo as usize]),
                     None => prefetch(&ids[lo as usize]),
                 }
                 runs.push((i, lo, hi));
@@ -307,15 +335,8 @@ impl HammingIndex {
         for &(i, lo, hi) in runs.iter() {
             let (_, ids, inline) = tables[i as usize];
             let (lo, hi) = (lo as usize, hi as usize);
-            if inline.len() == ids.len() && !inline.is_empty() {
-                // 64-bit codes inline: verify the bucket in place, reading an id only for a
-                // match (at 1 M codes the scan is bound by memory bandwidth).
-                for (k, &code) in inline[lo..hi].iter().enumerate() {
-                    let d = (code ^ q[0]).count_ones();
-                    if d <= threshold {
-                        found(ids[lo + k], d);
-                    }
-                }
+            if let Some(inline) = inline {
+                scan_inline(inline, ids, (lo, hi), q[0], threshold, &mut found);
             } else {
                 // Runs hold a few ids: a plain loop, not a memcpy call per run.
                 for &id in &ids[lo..hi] {
@@ -331,10 +352,7 @@ impl HammingIndex {
             if let Some(&ahead) = candidates.get(k + PREFETCH_AHEAD) {
                 prefetch(&codes[ahead as usize * words * 8]);
             }
-            let row = id as usize;
-            let d: u32 = (0..words)
-                .map(|w| (word(codes, words, row, w) ^ q[w]).count_ones())
-                .sum();
+            let d = distance(codes, words, id as usize, q);
             if d <= threshold {
                 found(id, d);
             }
@@ -356,28 +374,23 @@ impl HammingIndex {
         let codes: &[u8] = &self.codes;
         let words = self.words;
         let m = self.chunks.len() as u32;
-        let within = |id: u32| {
-            let d: u32 = (0..words)
-                .map(|w| (word(codes, words, id as usize, w) ^ q[w]).count_ones())
-                .sum();
-            d <= threshold
-        };
         self.chunks.iter().enumerate().any(|(i, chunk)| {
             let Some(radius) = chunk_radius(i, m, threshold, chunk.width) else {
                 return false;
             };
             let directory: &[u32] = &chunk.directory;
             let ids: &[u32] = &chunk.ids;
-            let inline: &[u64] = chunk.inline.as_deref().unwrap_or(&[]);
+            let inline = chunk.inline.as_deref();
             try_for_each_within(chunk.value_of(q), chunk.width, radius, |probe| {
                 let lo = directory[probe as usize] as usize;
                 let hi = directory[probe as usize + 1] as usize;
-                let hit = if inline.len() == ids.len() && !inline.is_empty() {
-                    inline[lo..hi]
+                let hit = match inline {
+                    Some(inline) => inline[lo..hi]
                         .iter()
-                        .any(|&code| (code ^ q[0]).count_ones() <= threshold)
-                } else {
-                    ids[lo..hi].iter().any(|&id| within(id))
+                        .any(|&code| (code ^ q[0]).count_ones() <= threshold),
+                    None => ids[lo..hi]
+                        .iter()
+                        .any(|&id| distance(codes, words, id as usize, q) <= threshold),
                 };
                 if hit {
                     ControlFlow::Break(())
@@ -448,10 +461,7 @@ impl HammingIndex {
             radix_sort(candidates, sorted, counts, row_bits, |c| (c >> 32) as usize);
             for &c in candidates.iter() {
                 let (row, qi) = ((c >> 32) as usize, c as u32 as usize);
-                let q = &qs[qi];
-                let d: u32 = (0..words)
-                    .map(|w| (word(codes, words, row, w) ^ q[w]).count_ones())
-                    .sum();
+                let d = distance(codes, words, row, &qs[qi][..words]);
                 if d <= threshold {
                     found(qi as u32, row as u32, d);
                 }
@@ -485,19 +495,15 @@ impl HammingIndex {
                 radix_sort(probes, sorted, counts, chunk.width, |p| (p >> 32) as usize);
                 let directory: &[u32] = &chunk.directory;
                 let ids: &[u32] = &chunk.ids;
-                let inline: &[u64] = chunk.inline.as_deref().unwrap_or(&[]);
-                let inline_codes = inline.len() == ids.len() && !inline.is_empty();
+                let inline = chunk.inline.as_deref();
                 for &p in probes.iter() {
                     let (value, qi) = ((p >> 32) as usize, p as u32);
                     let (lo, hi) = (directory[value] as usize, directory[value + 1] as usize);
-                    if inline_codes {
+                    if let Some(inline) = inline {
                         let q = qs[qi as usize][0];
-                        for (k, &code) in inline[lo..hi].iter().enumerate() {
-                            let d = (code ^ q).count_ones();
-                            if d <= threshold {
-                                found(qi, ids[lo + k], d);
-                            }
-                        }
+                        scan_inline(inline, ids, (lo, hi), q, threshold, |id, d| {
+                            found(qi, id, d)
+                        });
                     } else {
                         for &id in &ids[lo..hi] {
                             candidates.push((u64::from(id) << 32) | u64::from(qi));
