@@ -86,6 +86,9 @@ fn word(codes: &[u8], words: usize, row: usize, w: usize) -> u64 {
     u64::from_be_bytes(raw)
 }
 
+/// A chunk table's directory, ids and inline codes as plain slices.
+type TableSlices<'a> = (&'a [u32], &'a [u32], Option<&'a [u64]>);
+
 /// Hamming distance between row `row` of `codes` and the query words `q`.
 #[inline(always)]
 fn distance(codes: &[u8], words: usize, row: usize, q: &[u64]) -> u32 {
@@ -315,7 +318,7 @@ impl HammingIndex {
         }
         // The tables as plain slices once per search (a mapped column's deref is not free);
         // chunks are at least 8 bits wide, so there are at most 32.
-        let mut tables: [(&[u32], &[u32], Option<&[u64]>); 32] = [(&[], &[], None); 32];
+        let mut tables: [TableSlices<'_>; 32] = [(&[], &[], None); 32];
         for (t, c) in tables.iter_mut().zip(&self.chunks) {
             *t = (&c.directory, &c.ids, c.inline.as_deref());
         }
