@@ -336,20 +336,12 @@ impl Config {
                 Source::Dir(base.join(dir))
             } else if list.source == "upload" {
                 Source::Upload
-            } else if list.source.starts_with("https://") || is_loopback_http(&list.source) {
-                let mut url = list.source.clone();
-                if !url.ends_with('/') {
-                    url.push('/');
-                }
-                Source::Http(url)
-            } else if list.source.starts_with("http://") {
-                return Err(invalid(
-                    key("source"),
-                    format!(
-                        "{:?}: plain http:// only to this machine (127.0.0.1, [::1], localhost); lists travel over https://",
-                        list.source
-                    ),
-                ));
+            } else if list.source.starts_with("https://") || list.source.starts_with("http://") {
+                Source::Http(
+                    source_url(&list.source).map_err(|why| {
+                        invalid(key("source"), format!("{:?}: {why}", list.source))
+                    })?,
+                )
             } else if list.source.starts_with("s3://") {
                 return Err(invalid(
                     key("source"),
@@ -511,18 +503,32 @@ impl Config {
     }
 }
 
-/// `http://` to this machine only (a local mirror, tests): lists are sensitive, so anything
-/// that crosses a network must be `https://`.
-fn is_loopback_http(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let host = rest.split('/').next().unwrap_or_default();
-    let host = match host.rsplit_once(':') {
-        Some((h, port)) if !h.is_empty() && port.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => host,
-    };
-    matches!(host, "127.0.0.1" | "[::1]" | "localhost")
+/// An `https://` (or, to this machine only, `http://`) source as a base URL ending in `/`.
+/// Plain HTTP is refused beyond loopback: lists are sensitive, so anything that crosses a
+/// network must be `https://`.
+fn source_url(raw: &str) -> Result<String, String> {
+    let mut url = reqwest::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+    let host = url.host_str().ok_or("no host")?;
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if url.scheme() == "http" && !loopback {
+        return Err(
+            "plain http:// only to this machine (127.0.0.1, [::1], localhost); lists travel over https://"
+                .into(),
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("a base URL takes no query, fragment or user name".into());
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url.into())
 }
 
 /// List and partner names: they appear in file names, metrics labels and URLs.
@@ -613,6 +619,12 @@ key_sha256 = "{}"
                 .contains("plain http:// only to this machine")
         );
         assert!(load(&list("").replace("dir:x", "http://127.0.0.1:9/a")).is_ok());
+        assert!(
+            err(&list("").replace("dir:x", "http://127.0.0.1@lists.example.org/a"))
+                .contains("plain http:// only to this machine")
+        );
+        assert!(err(&list("").replace("dir:x", "https://")).contains("not a URL"));
+        assert!(err(&list("").replace("dir:x", "https://h.example/a?x=1")).contains("no query"));
         assert!(load(&list("").replace("dir:x", "https://lists.example.org/a")).is_ok());
         assert!(
             err(&list("").replace(KEY, "nope")).contains("lists[0].public_keys[0]: not a minisign")

@@ -205,22 +205,38 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, Refusal> {
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let declared = file.metadata().map_err(io)?.len();
-    if declared > limit {
-        return Err(Refusal::TooLarge {
-            path: path.to_owned(),
-            size: declared,
-            limit,
-        });
+    read_capped(path, file, Some(declared), limit)
+}
+
+/// Reads at most `limit` bytes from `reader` (a file, a download), named `path` in errors.
+/// A `declared` size over the limit is refused before reading; a stream that runs past the
+/// limit anyway (a file growing while read, a server lying about its length) is refused
+/// after `limit + 1` bytes, never read to its end.
+pub fn read_capped(
+    path: &Path,
+    reader: impl Read,
+    declared: Option<u64>,
+    limit: u64,
+) -> Result<Vec<u8>, Refusal> {
+    let too_large = |size| Refusal::TooLarge {
+        path: path.to_owned(),
+        size,
+        limit,
+    };
+    if let Some(size) = declared.filter(|&n| n > limit) {
+        return Err(too_large(size));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
-    // The file may grow while we read (or be a pipe): never read past the limit.
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
-    if bytes.len() as u64 > limit {
-        return Err(Refusal::TooLarge {
+    let capacity = declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(capacity);
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| Refusal::Io {
             path: path.to_owned(),
-            size: bytes.len() as u64,
-            limit,
-        });
+            source,
+        })?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
     }
     Ok(bytes)
 }

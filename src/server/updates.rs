@@ -491,7 +491,9 @@ impl Updater {
             header(reqwest::header::ETAG),
             header(reqwest::header::LAST_MODIFIED),
         );
-        let text = read_capped(response, 1 << 20).map_err(|e| format!("{url}: {e}"))?;
+        let declared = response.content_length();
+        let text = trust::read_capped(Path::new(&url), response, declared, 1 << 20)
+            .map_err(|e| e.to_string())?;
         let text = String::from_utf8(text).map_err(|_| format!("{url}: listing is not UTF-8"))?;
         let l = &mut self.lists[i];
         l.listing_etag = etag;
@@ -510,33 +512,30 @@ impl Updater {
     /// Fetches a remote set or delta and its `.minisig` (a missing signature is left for the
     /// verifier to refuse).
     fn fetch_pair(&self, url: &Path) -> Result<(Vec<u8>, Option<String>), UpdateError> {
-        let url = url.to_string_lossy().into_owned();
-        let io = |detail: String| {
-            UpdateError::Refused(Refusal::Io {
-                path: PathBuf::from(&url),
-                source: std::io::Error::other(detail),
-            })
+        let io = |u: &str, detail: String| Refusal::Io {
+            path: PathBuf::from(u),
+            source: std::io::Error::other(detail),
         };
+        let url = url.to_string_lossy().into_owned();
         let http = self
             .http
             .as_ref()
-            .ok_or_else(|| io("no HTTP client".into()))?;
-        let get = |u: &str| -> Result<Option<Vec<u8>>, String> {
-            let r = http.get(u).send().map_err(|e| e.to_string())?;
+            .ok_or_else(|| io(&url, "no HTTP client".into()))?;
+        // `None` for a 404 (a signature not published yet).
+        let get = |u: &str| -> Result<Option<Vec<u8>>, Refusal> {
+            let r = http.get(u).send().map_err(|e| io(u, e.to_string()))?;
             if r.status() == reqwest::StatusCode::NOT_FOUND {
                 return Ok(None);
             }
             if !r.status().is_success() {
-                return Err(format!("HTTP {}", r.status()));
+                return Err(io(u, format!("HTTP {}", r.status())));
             }
-            read_capped(r, self.max_set_bytes).map(Some)
+            let declared = r.content_length();
+            trust::read_capped(Path::new(u), r, declared, self.max_set_bytes).map(Some)
         };
-        let bytes = get(&url)
-            .map_err(io)?
-            .ok_or_else(|| io("HTTP 404".into()))?;
-        let signature = get(&format!("{url}.minisig"))
-            .map_err(io)?
-            .map(|s| String::from_utf8_lossy(&s).into_owned());
+        let bytes = get(&url)?.ok_or_else(|| io(&url, "HTTP 404".into()))?;
+        let signature =
+            get(&format!("{url}.minisig"))?.map(|s| String::from_utf8_lossy(&s).into_owned());
         Ok((bytes, signature))
     }
 
@@ -648,21 +647,4 @@ impl Shared {
     fn swap(&self, lists: Vec<Arc<ListIndex>>) {
         self.snapshot.store(Arc::new(Snapshot::new(lists)));
     }
-}
-
-/// Reads a response body, refusing more than `limit` bytes (endless or oversized data).
-fn read_capped(response: reqwest::blocking::Response, limit: u64) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    if response.content_length().is_some_and(|n| n > limit) {
-        return Err(format!("over the size limit of {limit} bytes"));
-    }
-    let mut out = Vec::new();
-    response
-        .take(limit + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| e.to_string())?;
-    if out.len() as u64 > limit {
-        return Err(format!("over the size limit of {limit} bytes"));
-    }
-    Ok(out)
 }

@@ -946,16 +946,7 @@ fn sighup_makes_the_service_poll_its_sources_at_once() {
             .json()
             .unwrap()
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client
-        .get(format!("http://{addr}/readyz"))
-        .send()
-        .map(|r| r.status() != StatusCode::OK)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "not ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_serving_newest(&client, &format!("http://{addr}"));
     std::fs::copy(
         format!("{}.minisig", delta.display()),
         env.path("published/alpha/alpha-3.hdelta.minisig"),
@@ -977,10 +968,7 @@ fn sighup_makes_the_service_poll_its_sources_at_once() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(child.wait().unwrap().success());
+    assert!(child.terminate().success());
 }
 
 /// A `hashsieve serve` process that is killed if the test ends without stopping it (a failed
@@ -997,6 +985,41 @@ impl std::ops::Deref for ServeChild {
 impl std::ops::DerefMut for ServeChild {
     fn deref_mut(&mut self) -> &mut std::process::Child {
         &mut self.0
+    }
+}
+
+impl ServeChild {
+    /// SIGTERM (a graceful stop: drain, then stop the updater) and the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        #[cfg(unix)]
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+        }
+        #[cfg(not(unix))]
+        let _ = self.0.kill();
+        self.0.wait().unwrap()
+    }
+}
+
+/// Waits until the service at `base` is ready with the example lists at their newest
+/// versions (ready as soon as each list has some version: alpha 1 may come before alpha 2).
+fn wait_until_serving_newest(client: &Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = client.get(format!("{base}/readyz")).send().unwrap();
+        if r.status() == StatusCode::OK {
+            let body: Value = r.json().unwrap();
+            if body["lists"] == json!({"alpha": 2, "beta": 2}) {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready with alpha 2 and beta 2"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -1086,22 +1109,7 @@ fn serve_binary_runs_the_demo_and_refuses_bad_configs() {
         "{log:?}"
     );
     let client = Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        // Ready as soon as each list has a version; wait until both reached their newest.
-        let r = client.get(format!("http://{addr}/readyz")).send().unwrap();
-        if r.status() == StatusCode::OK {
-            let body: Value = r.json().unwrap();
-            if body["lists"] == json!({"alpha": 2, "beta": 2}) {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not ready with alpha 2 and beta 2"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_serving_newest(&client, &format!("http://{addr}"));
     let (md5, _) = entry("alpha-2.csv", "md5");
     let body: Value = client
         .get(format!("http://{addr}/v1/match/md5/{md5}"))
@@ -1114,13 +1122,7 @@ fn serve_binary_runs_the_demo_and_refuses_bad_configs() {
     let _ = client
         .get(format!("http://{addr}/v1/match/md5/{}", "e".repeat(32)))
         .send();
-    #[cfg(unix)]
-    {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-    }
-    let status = child.wait().unwrap();
+    let status = child.terminate();
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
         log.push(line);
     }
@@ -1223,24 +1225,7 @@ fn serve_over_tls_with_rustls() {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = client
-            .get(format!("https://localhost:{port}/readyz"))
-            .send()
-            .unwrap();
-        if r.status() == StatusCode::OK {
-            let body: Value = r.json().unwrap();
-            if body["lists"] == json!({"alpha": 2, "beta": 2}) {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not ready with alpha 2 and beta 2"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_serving_newest(&client, &format!("https://localhost:{port}"));
     let (md5, md5_ref) = entry("alpha-2.csv", "md5");
     let body: Value = client
         .get(format!("https://localhost:{port}/v1/match/md5/{md5}"))
@@ -1279,13 +1264,7 @@ fn serve_over_tls_with_rustls() {
         .timeout(Duration::from_secs(5))
         .send();
     assert!(plain.map(|r| r.status() != StatusCode::OK).unwrap_or(true));
-    #[cfg(unix)]
-    {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-    }
-    assert!(child.wait().unwrap().success());
+    assert!(child.terminate().success());
 
     // A missing key file is named and refused.
     let bad = dir.join("bad.toml");
