@@ -8,6 +8,7 @@
 #   2. POST /v1/match with batches of 1 000 mixed hashes (one of each kind per "file",
 #      as `hashsieve hash` sends them), 1% hits, wrk -t1 -c8;
 #   3. the same with exact kinds only (md5, sha1, sha256, blake3);
+#   4. batches of one kind each (PDQ, pHash, MD5), what each kind costs on its own;
 # and prints wrk's latency distribution (p50/p99) and requests/s. Needs `cargo build --release`.
 set -euo pipefail
 per_kind=${1:-200000}
@@ -69,6 +70,35 @@ PY
     -o "$work/published/load/load-1.hset" "$work/entries.csv"
   "$H" hashset sign --secret-key "$work/load.sec" "$work/published/load/load-1.hset"
 fi
+# One kind per batch (PDQ, pHash, MD5), to see what each kind costs through the same server.
+if [ ! -d "$work/bodies-pdq" ]; then
+  python3 - "$work" <<'PY'
+import csv, os, random, sys
+work = sys.argv[1]
+rnd = random.Random(20261130)
+sizes = {"pdq": 32, "phash": 8, "md5": 16}
+lists = {k: [] for k in sizes}
+with open(f"{work}/entries.csv") as f:
+    for row in csv.DictReader(f):
+        if row["kind"] in lists:
+            lists[row["kind"]].append(row["hash"])
+for k, size in sizes.items():
+    os.makedirs(f"{work}/bodies-{k}", exist_ok=True)
+    for b in range(50):
+        qs = []
+        for i in range(1000):
+            if rnd.random() < 0.01:
+                h = bytearray(bytes.fromhex(rnd.choice(lists[k])))
+                if k != "md5":
+                    h[-1] ^= 0b101
+                h = h.hex()
+            else:
+                h = rnd.randbytes(size).hex()
+            qs.append('{"kind":"%s","hash":"%s"}' % (k, h))
+        with open(f"{work}/bodies-{k}/{b}.json", "w") as f:
+            f.write('{"queries":[' + ",".join(qs) + "]}")
+PY
+fi
 key=load-test-partner-key
 digest=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
 cat > "$work/hashsieve.toml" <<EOF
@@ -106,7 +136,7 @@ request = function()
   return wrk.format("GET", paths[i])
 end
 EOF
-for set in bodies bodies-exact; do
+for set in bodies bodies-exact bodies-pdq bodies-phash bodies-md5; do
 cat > "$work/post-$set.lua" <<EOF
 local bodies = {}
 for b = 0, 49 do
@@ -134,3 +164,8 @@ wrk -t1 -c8 -d"${secs}s" --latency -s "$work/post-bodies.lua" http://127.0.0.1:8
 echo
 echo "== POST /v1/match, batches of 1 000 exact-kind hashes (md5/sha1/sha256/blake3, 1% hits), wrk -t1 -c8 -d${secs}s"
 wrk -t1 -c8 -d"${secs}s" --latency -s "$work/post-bodies-exact.lua" http://127.0.0.1:8181
+for k in pdq phash md5; do
+  echo
+  echo "== POST /v1/match, batches of 1 000 $k hashes only (1% hits), wrk -t1 -c8 -d${secs}s"
+  wrk -t1 -c8 -d"${secs}s" --latency -s "$work/post-bodies-$k.lua" http://127.0.0.1:8181
+done

@@ -231,7 +231,7 @@ impl Index {
         let threads = rayon::current_num_threads();
         // Exact lookups are ~20 ns each: a batch of them is split only when it is large
         // (1 M SHA-256 queries in 65 536-query batches, two threads: 35 M/s split, 50 M/s on
-        // one thread, the other core's caches being cold for the filter and the queries).
+        // one thread; probably the other core's caches are cold for the filter and the queries).
         // Perceptual searches are microseconds each and always worth splitting.
         let worth_splitting = queries.len() >= PARALLEL_EXACT
             || queries
