@@ -232,14 +232,17 @@ impl Index {
         // Exact lookups are ~20 ns each: a batch of them is split only when it is large
         // (1 M SHA-256 queries in 65 536-query batches, two threads: 35 M/s split, 50 M/s on
         // one thread; probably the other core's caches are cold for the filter and the queries).
-        // Perceptual searches are microseconds each and always worth splitting.
-        let worth_splitting = queries.len() >= PARALLEL_EXACT
-            || queries
-                .iter()
-                .filter(|q| q.hash.kind().is_perceptual())
-                .nth(PARALLEL_CHUNK / 16)
-                .is_some();
-        if queries.len() >= 2 * PARALLEL_CHUNK && threads > 1 && worth_splitting {
+        // Perceptual searches are microseconds each and always worth splitting. (A closure:
+        // on one thread the queries are not scanned for perceptual kinds at all.)
+        let worth_splitting = || {
+            queries.len() >= PARALLEL_EXACT
+                || queries
+                    .iter()
+                    .filter(|q| q.hash.kind().is_perceptual())
+                    .nth(PARALLEL_CHUNK / 16)
+                    .is_some()
+        };
+        if queries.len() >= 2 * PARALLEL_CHUNK && threads > 1 && worth_splitting() {
             // Two parts per thread (one to steal if the other thread is slow): fewer, larger
             // parts keep each thread's filter probes pipelined and cost fewer merges.
             let part = queries.len().div_ceil(2 * threads).max(PARALLEL_CHUNK);
@@ -281,20 +284,14 @@ impl Index {
         let mut hits: Vec<(u32, Match)> = Vec::new();
         // Queries with an entry just beyond a threshold (only tracked when `near > 0`).
         let mut near_hit: Vec<u32> = Vec::new();
-        // The queries of each kind, in order: one pass, shared by every list.
-        let mut by_kind: Vec<(HashKind, Vec<u32>)> = Vec::new();
-        for (i, q) in queries.iter().enumerate() {
-            let kind = q.hash.kind();
-            match by_kind.iter_mut().find(|(k, _)| *k == kind) {
-                Some((_, ids)) => ids.push(i as u32),
-                None => by_kind.push((kind, vec![i as u32])),
-            }
-        }
+        // The queries of each kind, in order, shared by every list.
+        let by_kind = group_by_kind(queries);
         for list in self.lists.iter().filter(|l| include(&l.name)) {
             for k in &list.kinds {
-                let Some((_, mine)) = by_kind.iter().find(|(kind, _)| *kind == k.kind) else {
+                let mine = &by_kind[k.kind as usize];
+                if mine.is_empty() {
                     continue;
-                };
+                }
                 match &k.search {
                     KindSearch::Exact { table, filter } => {
                         // Filter pass first: it rejects ~99.6% of misses from 9 bits per key.
@@ -383,24 +380,22 @@ impl Index {
             .iter()
             .filter(|&&i| hits.binary_search_by_key(&i, |&(j, _)| j).is_err())
             .count();
-        let mut hits = hits.into_iter();
-        let mut pending = hits.next();
-        let verdicts = queries
-            .iter()
-            .enumerate()
-            .map(|(i, q)| {
-                let mut matches = Vec::new();
-                while let Some((j, m)) = pending.take() {
-                    if j as usize != i {
-                        pending = Some((j, m));
-                        break;
-                    }
-                    matches.push(m);
-                    pending = hits.next();
-                }
-                decide(q, matches)
-            })
-            .collect();
+        // Every query starts as a miss (one small write each: nothing is allocated for a
+        // query without a match), then the matches are handed to their queries, and only
+        // queries with a match or a quality to judge are decided.
+        let mut verdicts: Vec<Verdict> = Vec::with_capacity(queries.len());
+        verdicts.resize_with(queries.len(), || Verdict {
+            verdict: Decision::NoMatch,
+            matches: Vec::new(),
+        });
+        for (i, m) in hits {
+            verdicts[i as usize].matches.push(m);
+        }
+        for (q, v) in queries.iter().zip(verdicts.iter_mut()) {
+            if !v.matches.is_empty() || q.quality.is_some() {
+                decide(q, v);
+            }
+        }
         Answers {
             verdicts,
             near_misses,
@@ -553,8 +548,29 @@ impl ListIndex {
     }
 }
 
+/// The positions of the queries of each kind (indexed by `HashKind as usize`), in order.
+/// Counted first so that each list is allocated once at its size; a batch of one kind (the
+/// usual CLI batch) is `0..n` without a second look at the queries.
+fn group_by_kind(queries: &[Query]) -> [Vec<u32>; HashKind::ALL.len()] {
+    let mut counts = [0usize; HashKind::ALL.len()];
+    for q in queries {
+        counts[q.hash.kind() as usize] += 1;
+    }
+    if let Some(only) = counts.iter().position(|&c| c == queries.len()) {
+        let mut by_kind: [Vec<u32>; HashKind::ALL.len()] = Default::default();
+        by_kind[only] = (0..queries.len() as u32).collect();
+        return by_kind;
+    }
+    let mut by_kind = counts.map(Vec::with_capacity);
+    for (i, q) in queries.iter().enumerate() {
+        by_kind[q.hash.kind() as usize].push(i as u32);
+    }
+    by_kind
+}
+
 /// Sorts a query's matches by distance and decides its verdict.
-fn decide(query: &Query, mut matches: Vec<Match>) -> Verdict {
+fn decide(query: &Query, verdict: &mut Verdict) {
+    let matches = &mut verdict.matches;
     if matches.len() > 1 {
         matches.sort_by(|a, b| {
             (a.distance, &a.list, &a.category, &a.reference).cmp(&(
@@ -567,14 +583,13 @@ fn decide(query: &Query, mut matches: Vec<Match>) -> Verdict {
     }
     let low_quality = query.hash.kind() == HashKind::Pdq
         && query.quality.is_some_and(|q| q < MIN_TRUSTED_QUALITY);
-    let verdict = if low_quality {
+    verdict.verdict = if low_quality {
         Decision::LowQuality
     } else if matches.is_empty() {
         Decision::NoMatch
     } else {
         Decision::Match
     };
-    Verdict { verdict, matches }
 }
 
 #[cfg(test)]
