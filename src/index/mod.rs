@@ -388,13 +388,17 @@ impl Index {
             verdict: Decision::NoMatch,
             matches: Vec::new(),
         });
+        let mut decided = Vec::with_capacity(hits.len());
         for (i, m) in hits {
             verdicts[i as usize].matches.push(m);
-        }
-        for (q, v) in queries.iter().zip(verdicts.iter_mut()) {
-            if !v.matches.is_empty() || q.quality.is_some() {
-                decide(q, v);
+            if decided.last() != Some(&i) {
+                decided.push(i);
             }
+        }
+        // PDQ queries may carry a quality that overrides the verdict, with or without matches.
+        decided.extend(&by_kind[HashKind::Pdq as usize]);
+        for i in decided {
+            decide(&queries[i as usize], &mut verdicts[i as usize]);
         }
         Answers {
             verdicts,
