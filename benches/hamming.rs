@@ -64,28 +64,30 @@ fn bench_hamming(c: &mut Criterion) {
                 q[b % bytes] ^= 1 << (b / bytes);
             }
         }
-        let tuned = HammingIndex::tuned_width(n, bits, t).expect("width");
+        let tuned = HammingIndex::tuned_widths(n, bits, t).expect("widths");
         let rows: Vec<u32> = (0..n as u32).collect();
         let mut group = c.benchmark_group(format!("hamming{bits}_t{t}_{n}"));
         group.throughput(Throughput::Elements(BATCH as u64));
         group.sample_size(10);
-        for width in std::iter::once(tuned).chain(extra_widths.iter().copied()) {
+        let others = extra_widths
+            .iter()
+            .map(|&w| HammingIndex::even_widths(bits, w));
+        for widths in std::iter::once(tuned.clone()).chain(others) {
             let start = std::time::Instant::now();
             let column = Column::Owned(codes.clone());
-            let Ok(index) = HammingIndex::over_rows(bits, column, &rows, width) else {
-                eprintln!("width {width} is out of range for {bits}-bit codes");
+            let Ok(index) = HammingIndex::over_rows(bits, column, &rows, &widths) else {
+                eprintln!("widths {widths:?} are out of range for {bits}-bit codes");
                 continue;
             };
             eprintln!(
-                "{bits}-bit n={n} width {width}: built in {:.2} s, {} chunks, {:.1} bytes/code",
+                "{bits}-bit n={n} widths {widths:?}: built in {:.2} s, {:.1} bytes/code",
                 start.elapsed().as_secs_f64(),
-                index.chunk_count(),
                 index.memory_bytes() as f64 / n as f64
             );
-            let name = if width == tuned {
-                format!("mih_tuned_w{width}")
+            let name = if widths == tuned {
+                "mih_tuned".to_string()
             } else {
-                format!("mih_w{width}")
+                format!("mih_w{}", widths[0])
             };
             group.bench_function(&name, |b| {
                 b.iter(|| {

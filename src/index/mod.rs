@@ -465,8 +465,8 @@ impl ListIndex {
                 let codes = set_column(&set, section)?;
                 let bits = kind.bit_len() as usize;
                 let threshold = KindIndex::threshold_of(&set, kind);
-                let width = HammingIndex::tuned_width(rows.len(), bits, threshold)?;
-                let index = HammingIndex::over_rows(bits, codes, &rows, width)?;
+                let widths = HammingIndex::tuned_widths(rows.len(), bits, threshold)?;
+                let index = HammingIndex::over_rows(bits, codes, &rows, &widths)?;
                 KindSearch::Perceptual { index }
             } else {
                 let keys = set_column(&set, section)?;
