@@ -129,7 +129,8 @@ impl HammingIndex {
     }
 
     /// The chunk widths (in order) that make searches at `threshold` cheapest over `n` codes
-    /// of `bits` bits, within `INDEX_BUDGET` (96) bytes per code (see `tuned_widths` below).
+    /// of `bits` bits, within `INDEX_BUDGET` (96) bytes per code or `INDEX_FLOOR` (16 MB) in
+    /// all (see `tuned_widths` below).
     /// Any layout keeps recall exact at every threshold; this only decides speed.
     pub fn tuned_widths(n: usize, bits: usize, threshold: u32) -> Result<Vec<u32>, HammingError> {
         let words = words_for(bits)?;
@@ -640,13 +641,20 @@ fn extract(code: &[u64], start: u32, width: u32) -> u32 {
 
 /// Bytes of directories and id tables per indexed code the chunk width may cost.
 const INDEX_BUDGET: f64 = 96.0;
+/// Bytes of directories and id tables any index may use, however few its codes: a small
+/// list cannot afford a useful layout from 96 bytes per code (20 000 PDQ codes: 1.9 MB,
+/// thirty-two 8-bit chunks whose buckets hold ~80 codes each; with this floor sixteen
+/// 16-bit chunks).
+const INDEX_FLOOR: f64 = 16.0 * 1024.0 * 1024.0;
 
-/// Whether chunks of `widths` over `n` codes fit [`INDEX_BUDGET`] bytes per code: directory
-/// slots plus, per chunk, an id (and for 64-bit codes the code inline: 12 bytes).
+/// Whether chunks of `widths` over `n` codes fit [`INDEX_BUDGET`] bytes per code (or
+/// [`INDEX_FLOOR`] bytes in all, if more): directory slots plus, per chunk, an id (and for
+/// 64-bit codes the code inline: 12 bytes).
 fn fits_budget(n: usize, widths: &[u32], inline: bool) -> bool {
     let id_bytes = if inline { 12.0 } else { 4.0 };
     let slots: f64 = widths.iter().map(|&w| ((1u64 << w) + 1) as f64).sum();
-    slots * 4.0 / n.max(1) as f64 + widths.len() as f64 * id_bytes <= INDEX_BUDGET
+    let bytes = slots * 4.0 + (n * widths.len()) as f64 * id_bytes;
+    bytes <= (INDEX_BUDGET * n as f64).max(INDEX_FLOOR)
 }
 
 /// The widest chunk a code of `words` words is cut into (a directory has `2^width` slots).
@@ -992,6 +1000,10 @@ mod tests {
         let pdq = tuned_widths(1_000_000, 256, 31, false);
         assert!(pdq[0] > pdq[pdq.len() - 1], "{pdq:?}");
         assert_eq!(chunk_radius(0, pdq.len() as u32, 31, pdq[0]), Some(2));
+        // A small list is held to 16 MB in all rather than 96 bytes per code: 20 000 PDQ
+        // codes get chunks of 11 bits and more (at 96 bytes per code, thirty-two of 8 bits).
+        let small = tuned_widths(20_000, 256, 31, false);
+        assert!(small.iter().all(|&w| w >= 11), "{small:?}");
         // Threshold 0 searches the first chunk only: at least as wide as any even layout
         // within the budget allows.
         let widest_even = (8..=24)
