@@ -417,12 +417,7 @@ fn hash_block(d: &Descriptor, keys: &[u64; FILTER_BLOCK], out: &mut ProbeBlock) 
 /// against the filter's own answers.
 #[inline(always)]
 fn fuse_probe(d: &Descriptor, key: u64) -> Probe {
-    let mut h = key.wrapping_add(d.seed);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^= h >> 33;
+    let h = fuse_hash(d.seed, key);
     // The high half of the 64 x 32-bit product `h * segment_count_length`, from two 32 x
     // 32-bit products (the same value as xorf's 128-bit multiply; vector units have these).
     let scl = u64::from(d.segment_count_length);
@@ -434,6 +429,17 @@ fn fuse_probe(d: &Descriptor, key: u64) -> Probe {
         slots: [h0, h1, h2],
         fingerprint: (h ^ (h >> 32)) as u8,
     }
+}
+
+/// xorf's key hash: the murmur3 finaliser of `key + seed`.
+#[inline(always)]
+fn fuse_hash(seed: u64, key: u64) -> u64 {
+    let mut h = key.wrapping_add(seed);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// 64 bits taken from the key: digests are uniform, and the filter mixes them again.
@@ -544,14 +550,6 @@ mod tests {
     #[test]
     fn first_slot_is_the_high_half_of_the_product() {
         // `fuse_probe` builds xorf's `(h * segment_count_length) >> 64` from 32-bit halves.
-        let h = |key: u64, d: &Descriptor| {
-            let mut h = key.wrapping_add(d.seed);
-            h ^= h >> 33;
-            h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-            h ^= h >> 33;
-            h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-            h ^ (h >> 33)
-        };
         for scl in [1u32, 3, 1 << 20, 0x8000_0001, u32::MAX] {
             let d = Descriptor {
                 seed: 0x9e37_79b9_7f4a_7c15,
@@ -560,7 +558,7 @@ mod tests {
                 segment_count_length: scl,
             };
             for key in [0, 1, u64::MAX, 0x0123_4567_89ab_cdef, 1 << 63] {
-                let wide = ((u128::from(h(key, &d)) * u128::from(scl)) >> 64) as u32;
+                let wide = ((u128::from(fuse_hash(d.seed, key)) * u128::from(scl)) >> 64) as u32;
                 assert_eq!(fuse_probe(&d, key).slots[0], wide, "key {key:#x} scl {scl}");
             }
         }

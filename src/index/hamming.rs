@@ -499,7 +499,10 @@ impl HammingIndex {
             .fold(1.0, f64::max);
         let group_size = ((BATCH_PROBES as f64 / widest_ball) as usize).clamp(1, BATCH_GROUP);
         // Groups of equal size (10 000 queries: three of 3 334, not 4 096, 4 096 and 1 808).
-        let group_size = qs.len().div_ceil(qs.len().div_ceil(group_size).max(1)).max(1);
+        let group_size = qs
+            .len()
+            .div_ceil(qs.len().div_ceil(group_size).max(1))
+            .max(1);
         for group in (0..qs.len()).step_by(group_size) {
             let group = group..(group + group_size).min(qs.len());
             for (i, chunk) in self.chunks.iter().enumerate() {
@@ -645,8 +648,8 @@ fn extract(code: &[u64], start: u32, width: u32) -> u32 {
 const INDEX_BUDGET: f64 = 96.0;
 /// Bytes of directories and id tables any index may use, however few its codes: a small
 /// list cannot afford a useful layout from 96 bytes per code (20 000 PDQ codes: 1.9 MB,
-/// thirty-two 8-bit chunks whose buckets hold ~80 codes each; with this floor sixteen
-/// 16-bit chunks).
+/// thirty-two 8-bit chunks whose buckets hold ~80 codes each; with this floor fourteen
+/// 15-bit chunks and four of 11-12 bits, 3.3 MB).
 const INDEX_FLOOR: f64 = 16.0 * 1024.0 * 1024.0;
 
 /// Whether chunks of `widths` over `n` codes fit [`INDEX_BUDGET`] bytes per code (or
@@ -720,10 +723,11 @@ fn ball_size(width: u32, radius: u32) -> f64 {
 ///
 /// With `m` chunks, the first `threshold % m + 1` get the larger radius (`chunk_radius`), and
 /// they need not be as wide as the others: besides the even spread of `m` chunks, each layout
-/// tried gives those chunks one width and spreads the remaining bits evenly over the rest. For 1 M PDQ codes at 31 this picks four
-/// 20-bit chunks (radius 2) and ten of 17-18 bits (radius 1): 1 030 probes and 1 789
-/// candidates per search, against 964 and 2 182 for fourteen even chunks of 18-19 bits; the
-/// peers corpus ran 5-10% faster (`hashsieve match --stats`, three alternated runs).
+/// tried gives those chunks one width and spreads the remaining bits evenly over the rest.
+/// For 1 M PDQ codes at 31 this picks four 20-bit chunks (radius 2) and ten of 17-18 bits
+/// (radius 1): 1 030 probes and 1 789 candidates per search, against 964 and 2 182 for
+/// fourteen even chunks of 18-19 bits; the peers corpus ran 5-8% faster (`hashsieve match
+/// --stats`, three alternated runs).
 fn tuned_widths(n: usize, bits: u32, threshold: u32, inline: bool) -> Vec<u32> {
     let top = max_width(if inline { 1 } else { 4 });
     let mut best: Option<(f64, u64, Vec<u32>)> = None;

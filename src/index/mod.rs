@@ -396,7 +396,8 @@ impl Index {
                 decided.push(i);
             }
         }
-        // PDQ queries may carry a quality that overrides the verdict, with or without matches.
+        // PDQ queries may carry a quality that overrides the verdict, with or without matches
+        // (a matched PDQ query is then decided twice, with the same result).
         decided.extend(&by_kind[HashKind::Pdq as usize]);
         for i in decided {
             decide(&queries[i as usize], &mut verdicts[i as usize]);
