@@ -369,7 +369,7 @@ impl ExactFilter {
 
 /// Where a key lands in a binary fuse filter: its three slots and its 8-bit fingerprint
 /// (present iff the fingerprint XOR the three slots is 0).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Probe {
     slots: [u32; 3],
     fingerprint: u8,
