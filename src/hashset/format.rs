@@ -236,13 +236,7 @@ impl HashSetFile {
         use crate::index::prefetch::prefetch;
         let bytes = &self.bytes;
         if reference {
-            let start = match i.checked_sub(1) {
-                Some(before) if section.ref_ends + 4 * before + 4 <= bytes.len() => {
-                    read_u32(bytes, section.ref_ends + 4 * before) as usize
-                }
-                _ => 0,
-            };
-            if let Some(b) = bytes.get(section.refs + start) {
+            if let Some(b) = bytes.get(section.refs + ref_start(bytes, section, i)) {
                 prefetch(b);
             }
         } else {
@@ -279,11 +273,7 @@ pub(super) fn entry_at<'a>(
     let cat_at = section.categories + 2 * i;
     let cat = u16::from_le_bytes([bytes[cat_at], bytes[cat_at + 1]]);
     let end = read_u32(bytes, section.ref_ends + 4 * i) as usize;
-    let start = if i == 0 {
-        0
-    } else {
-        read_u32(bytes, section.ref_ends + 4 * (i - 1)) as usize
-    };
+    let start = ref_start(bytes, section, i);
     // read_entries checked every index, offset and UTF-8 sequence used here.
     let reference =
         std::str::from_utf8(&bytes[section.refs + start..section.refs + end]).unwrap_or("");
@@ -292,6 +282,15 @@ pub(super) fn entry_at<'a>(
             .expect("section slices have the kind's length"),
         category: categories.get(usize::from(cat)).map_or("", String::as_str),
         reference,
+    }
+}
+
+/// Where entry `i`'s reference starts in its section's reference bytes (the end of the one
+/// before; `i` is an entry of the section, whose offsets `read_entries` checked).
+fn ref_start(bytes: &[u8], section: &Section, i: usize) -> usize {
+    match i.checked_sub(1) {
+        Some(before) => read_u32(bytes, section.ref_ends + 4 * before) as usize,
+        None => 0,
     }
 }
 

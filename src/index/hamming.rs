@@ -429,8 +429,9 @@ impl HammingIndex {
     /// queries/s against 19.3 k; 10 M codes batch 6.6-7.0 k against 7.2 k (the sorted reads
     /// are one per cache line there, so sorting buys nothing); `benches/hamming.rs` at 200 k
     /// codes (23 MB, in cache) batch 118 k against 135 k. 64-bit codes, 1 M of them at
-    /// distance 8 (57 MB with the codes), 20 000 queries: batch 329-331 k against 126-130 k
-    /// (at 200 k codes, 14 MB, the two tie: 794 k against 826 k in the bench).
+    /// distance 8 (57 MB with the codes), 20 000 queries (`scripts/synth_entries.sh`, see the
+    /// README): batch 324 k against 128 k (at 200 k codes, 14 MB, the two tie: 794 k against
+    /// 826 k in the bench).
     pub fn prefers_batch(&self, queries: usize) -> bool {
         let bytes = self.memory_bytes() + self.codes.len();
         let rows = self.codes.len() / (self.words * 8);
@@ -499,12 +500,9 @@ impl HammingIndex {
             .filter_map(|(i, c)| chunk_radius(i, m, threshold, c.width).map(|r| (c.width, r)))
             .map(|(w, r)| ball_size(w, r))
             .fold(1.0, f64::max);
-        let group_size = ((BATCH_PROBES as f64 / widest_ball) as usize).clamp(1, BATCH_GROUP);
         // Groups of equal size (10 000 queries: three of 3 334, not 4 096, 4 096 and 1 808).
-        let group_size = qs
-            .len()
-            .div_ceil(qs.len().div_ceil(group_size).max(1))
-            .max(1);
+        let largest = ((BATCH_PROBES as f64 / widest_ball) as usize).clamp(1, BATCH_GROUP);
+        let group_size = qs.len().div_ceil(qs.len().div_ceil(largest).max(1)).max(1);
         for group in (0..qs.len()).step_by(group_size) {
             let group = group..(group + group_size).min(qs.len());
             for (i, chunk) in self.chunks.iter().enumerate() {
@@ -1052,5 +1050,11 @@ mod tests {
             "a query of the wrong width matches nothing"
         );
         assert_eq!(index.search(&[0; 8], 0), vec![(0, 0)]);
+        // A batch of no queries, or of bytes that are not whole codes, finds nothing.
+        for queries in [&[][..], &[0u8; 12][..]] {
+            let mut found = 0;
+            index.search_batch(queries, 8, |_, _, _| found += 1);
+            assert_eq!(found, 0);
+        }
     }
 }
