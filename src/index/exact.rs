@@ -273,20 +273,22 @@ impl ExactFilter {
         }
     }
 
-    /// Keeps in `ids` only those whose key may be present ([`ExactFilter::may_contain`] on
+    /// The ids among `ids` whose key may be present ([`ExactFilter::may_contain`] on
     /// `key_of(id)`), in order. Works through the batch in blocks of 64 keys: the block is
     /// hashed in one vector loop (`hash_block`), the three filter slots of each of its keys
     /// prefetched, then checked, so the cache misses of different keys overlap; the slots
     /// computed for the prefetch are the ones checked (`fuse_probe`, our copy of xorf's
-    /// formula, tested against `BinaryFuse8::contains` on members and non-members).
+    /// formula, tested against `BinaryFuse8::contains` on members and non-members). Few keys
+    /// pass (members, and ~0.4% of the rest), so the answer is built by a well-predicted
+    /// branch rather than by compacting a copy of `ids`.
     /// Measured on 1 M distinct SHA-256 queries against 1 M keys, one thread, 65 536 per call
     /// in a loop: 5.2 ns per key hashing one key at a time with a 16-key prefetch ring, 3.7
     /// ns with AVX-512 blocks.
-    pub fn retain_possible<'k>(&self, ids: &mut Vec<u32>, key_of: impl Fn(u32) -> &'k [u8]) {
+    pub fn possible<'k>(&self, ids: &[u32], key_of: impl Fn(u32) -> &'k [u8]) -> Vec<u32> {
         let f = match &self.state {
             FilterState::Built(f) => f,
-            FilterState::Empty => return ids.clear(),
-            FilterState::PassAll => return,
+            FilterState::Empty => return Vec::new(),
+            FilterState::PassAll => return ids.to_vec(),
         };
         let fingerprints: &[u8] = &f.fingerprints;
         // A slot out of range cannot happen with a checked descriptor; it would pass the key
@@ -294,31 +296,30 @@ impl ExactFilter {
         let slot = |h: u32| fingerprints.get(h as usize).copied();
         let mut keys = [0u64; FILTER_BLOCK];
         let mut block = ProbeBlock::default();
-        let n = ids.len();
-        let mut kept = 0;
-        for start in (0..n).step_by(FILTER_BLOCK) {
-            let end = (start + FILTER_BLOCK).min(n);
-            for (key, &id) in keys.iter_mut().zip(&ids[start..end]) {
+        let mut passed = Vec::new();
+        for ids in ids.chunks(FILTER_BLOCK) {
+            for (key, &id) in keys.iter_mut().zip(ids) {
                 *key = fingerprint(key_of(id));
             }
             hash_block(&f.descriptor, &keys, &mut block);
-            for k in 0..end - start {
+            for k in 0..ids.len() {
                 for h in [block.h0[k], block.h1[k], block.h2[k]] {
                     if let Some(at) = fingerprints.get(h as usize) {
                         prefetch(at);
                     }
                 }
             }
-            for k in 0..end - start {
+            for (k, &id) in ids.iter().enumerate() {
                 let possible = match (slot(block.h0[k]), slot(block.h1[k]), slot(block.h2[k])) {
                     (Some(a), Some(b), Some(c)) => block.fp[k] ^ a ^ b ^ c == 0,
                     _ => true,
                 };
-                ids[kept] = ids[start + k];
-                kept += usize::from(possible);
+                if possible {
+                    passed.push(id);
+                }
             }
         }
-        ids.truncate(kept);
+        passed
     }
 
     pub fn memory_bytes(&self) -> usize {
@@ -375,7 +376,7 @@ struct Probe {
     fingerprint: u8,
 }
 
-/// Keys [`ExactFilter::retain_possible`] hashes at once.
+/// Keys [`ExactFilter::possible`] hashes at once.
 const FILTER_BLOCK: usize = 64;
 
 /// The probes of a block of keys, lane by lane (so that hashing them is a vector loop).
@@ -538,8 +539,8 @@ mod tests {
         // And the batch path agrees with the filter key by key (no false negatives).
         // (A count that is not a multiple of the 64-key block: the last block is partial.)
         let mixed: Vec<Vec<u8>> = ks.iter().cloned().chain(keys(20_037, 32, 79)).collect();
-        let mut ids: Vec<u32> = (0..mixed.len() as u32).collect();
-        filter.retain_possible(&mut ids, |i| &mixed[i as usize]);
+        let all: Vec<u32> = (0..mixed.len() as u32).collect();
+        let ids = filter.possible(&all, |i| &mixed[i as usize]);
         let expected: Vec<u32> = (0..mixed.len() as u32)
             .filter(|&i| f.contains(&fingerprint(&mixed[i as usize])))
             .collect();

@@ -348,7 +348,7 @@ fn answer(
         let estimate = answers.near_misses as u64 * u64::from(near.every);
         state.shared.metrics.near_misses(&partner.name, estimate);
     }
-    let mut verdicts = answers.verdicts;
+    let mut verdicts = answers.verdicts.into_vec();
     let reports_low_quality = |list: &str| {
         state
             .config
