@@ -372,7 +372,11 @@ impl Index {
                         // Measured with 1 M distinct SHA-256 queries, one thread: with the
                         // filter 28 M/s (1 M list) and 15 M/s (10 M list); batched table
                         // lookups alone 9.4 M/s and 8.7 M/s.
-                        let passed = filter.possible(mine, |i| queries[i as usize].hash.as_bytes());
+                        let passed = filter.possible(
+                            mine,
+                            |i| queries[i as usize].hash.as_bytes(),
+                            |i| prefetch::prefetch(&queries[i as usize]),
+                        );
                         let keys: Vec<&[u8]> = passed
                             .iter()
                             .map(|&i| queries[i as usize].hash.as_bytes())
