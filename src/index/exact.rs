@@ -304,26 +304,38 @@ impl ExactFilter {
         // on to the table (never a false "absent").
         let slot = |h: u32| fingerprints.get(h as usize).copied();
         let mut keys = [0u64; FILTER_BLOCK];
-        let mut block = ProbeBlock::default();
+        // Two blocks in flight: block b + 1 is hashed and its slots prefetched before block
+        // b is checked, so misses stay outstanding while the checks run.
+        let mut blocks = [ProbeBlock::default(), ProbeBlock::default()];
         let mut passed = Vec::new();
-        for (b, chunk) in ids.chunks(FILTER_BLOCK).enumerate() {
+        let mut stage = |b: usize, block: &mut ProbeBlock| {
             // The keys two blocks on, whose first read would otherwise wait on memory.
             for &id in ids.iter().skip((b + 2) * FILTER_BLOCK).take(FILTER_BLOCK) {
                 prefetch_key(id);
             }
-            let ids = chunk;
-            for (key, &id) in keys.iter_mut().zip(ids) {
+            let chunk = ids.chunks(FILTER_BLOCK).nth(b).unwrap_or_default();
+            for (key, &id) in keys.iter_mut().zip(chunk) {
                 *key = fingerprint(key_of(id));
             }
-            hash_block(&f.descriptor, &keys, &mut block);
-            for k in 0..ids.len() {
+            hash_block(&f.descriptor, &keys, block);
+            for k in 0..chunk.len() {
                 for h in [block.h0[k], block.h1[k], block.h2[k]] {
                     if let Some(at) = fingerprints.get(h as usize) {
                         prefetch(at);
                     }
                 }
             }
-            for (k, &id) in ids.iter().enumerate() {
+        };
+        stage(0, &mut blocks[0]);
+        for (b, chunk) in ids.chunks(FILTER_BLOCK).enumerate() {
+            let [even, odd] = &mut blocks;
+            let (block, next) = if b % 2 == 0 {
+                (&*even, odd)
+            } else {
+                (&*odd, even)
+            };
+            stage(b + 1, next);
+            for (k, &id) in chunk.iter().enumerate() {
                 let possible = match (slot(block.h0[k]), slot(block.h1[k]), slot(block.h2[k])) {
                     (Some(a), Some(b), Some(c)) => block.fp[k] ^ a ^ b ^ c == 0,
                     _ => true,
