@@ -92,8 +92,15 @@ type TableSlices<'a> = (&'a [u32], &'a [u32], Option<&'a [u64]>);
 /// Hamming distance between row `row` of `codes` and the query words `q`.
 #[inline(always)]
 fn distance(codes: &[u8], words: usize, row: usize, q: &[u64]) -> u32 {
-    (0..words)
-        .map(|w| (word(codes, words, row, w) ^ q[w]).count_ones())
+    let code = &codes[row * words * 8..(row + 1) * words * 8];
+    // Bit order does not matter to a count: the code's bytes in native order against the
+    // query word turned to the same order (off the path of the load, unlike `word`).
+    code.chunks_exact(8)
+        .zip(q)
+        .map(|(bytes, &q)| {
+            let raw: [u8; 8] = bytes.try_into().unwrap_or_default();
+            (u64::from_ne_bytes(raw) ^ q.to_be()).count_ones()
+        })
         .sum()
 }
 
