@@ -483,6 +483,7 @@ impl HammingIndex {
             counts,
         } = &mut scratch;
         candidates.clear();
+        let mut ball: Vec<u32> = Vec::new();
         let verify = |candidates: &mut Vec<u64>,
                       sorted: &mut Vec<u64>,
                       counts: &mut Vec<u32>,
@@ -516,12 +517,17 @@ impl HammingIndex {
                 let Some(radius) = chunk_radius(i, m, threshold, chunk.width) else {
                     continue;
                 };
+                // The ball's offsets once per table; each query's probes are then its value
+                // XOR each offset (a plain loop instead of Gosper's hack per query).
+                ball.clear();
+                for_each_within(0, chunk.width, radius, |offset| ball.push(offset));
                 probes.clear();
                 for qi in group.clone() {
                     let value = chunk.value_of(&qs[qi][..words]);
-                    for_each_within(value, chunk.width, radius, |probe| {
-                        probes.push((u64::from(probe) << 32) | qi as u64);
-                    });
+                    probes.extend(
+                        ball.iter()
+                            .map(|&offset| (u64::from(value ^ offset) << 32) | qi as u64),
+                    );
                 }
                 radix_sort(probes, sorted, counts, chunk.width, |p| (p >> 32) as usize);
                 let directory: &[u32] = &chunk.directory;
@@ -536,9 +542,11 @@ impl HammingIndex {
                             found(qi, id, d)
                         });
                     } else {
-                        for &id in &ids[lo..hi] {
-                            candidates.push((u64::from(id) << 32) | u64::from(qi));
-                        }
+                        candidates.extend(
+                            ids[lo..hi]
+                                .iter()
+                                .map(|&id| (u64::from(id) << 32) | u64::from(qi)),
+                        );
                         // Checked per probe: a crowded bucket (clustered codes) probed by
                         // every query of the group must not pile up unbounded candidates.
                         if candidates.len() >= BATCH_CANDIDATES {
