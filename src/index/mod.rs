@@ -90,7 +90,7 @@ static NO_MATCH: Verdict = Verdict::NO_MATCH;
 /// is a plain miss, so only the others are stored (with their positions) and the rest read
 /// as [`Verdict::NO_MATCH`]. A dense list costs 32 bytes a query to build and to free: for
 /// the CLI's batches of 262 144 SHA-256 queries against 10 M entries, 8 MB of fresh pages
-/// every batch, about a sixth of the time spent matching.
+/// every batch, about a tenth of the time spent matching.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verdicts {
     len: usize,
