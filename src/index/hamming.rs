@@ -465,7 +465,7 @@ impl HammingIndex {
         let Some((qs, group_size, packing)) = self.batch_plan(queries, threshold) else {
             return;
         };
-        if packing.row_bits + packing.query_bits <= u32::BITS {
+        if packing.key_bits + packing.query_bits <= u32::BITS {
             self.search_groups::<u32>(&qs, threshold, group_size, packing, &mut found);
         } else {
             self.search_groups::<u64>(&qs, threshold, group_size, packing, &mut found);
@@ -500,15 +500,16 @@ impl HammingIndex {
         let largest = ((BATCH_PROBES as f64 / widest_ball) as usize).clamp(1, BATCH_GROUP);
         let group_size = qs.len().div_ceil(qs.len().div_ceil(largest).max(1)).max(1);
         let total_rows = self.codes.len() / len;
+        let widest = self.chunks.iter().map(|c| c.width).max().unwrap_or(0);
         let packing = Packing {
-            row_bits: usize::BITS - total_rows.leading_zeros(),
+            key_bits: (usize::BITS - total_rows.leading_zeros()).max(widest),
             query_bits: usize::BITS - (group_size - 1).leading_zeros(),
         };
         Some((qs, group_size, packing))
     }
 
     /// [`HammingIndex::search_batch`] over `qs`, `group_size` queries at a time, with
-    /// candidates of type `C`.
+    /// probes and candidates of type `C`.
     fn search_groups<C: Candidate>(
         &self,
         qs: &[[u64; 4]],
@@ -521,7 +522,7 @@ impl HammingIndex {
         let m = self.chunks.len() as u32;
         let codes: &[u8] = &self.codes;
         let mut scratch = BATCH_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-        let (probes, sorted, counts, candidates, sorted_candidates) = C::buffers(&mut scratch);
+        let (probes, candidates, sorted, counts) = C::buffers(&mut scratch);
         candidates.clear();
         let flush_at = flush_size(rayon::current_num_threads());
         let mut ball: Vec<u32> = Vec::new();
@@ -530,11 +531,11 @@ impl HammingIndex {
                       counts: &mut Vec<u32>,
                       first: usize,
                       found: &mut dyn FnMut(u32, u32, u32)| {
-            radix_sort(candidates, sorted, counts, packing.row_bits, |c| {
-                c.row(packing)
+            radix_sort(candidates, sorted, counts, packing.key_bits, |c| {
+                c.key(packing)
             });
             for &c in candidates.iter() {
-                let (row, qi) = (c.row(packing), first + c.query(packing));
+                let (row, qi) = (c.key(packing), first + c.query(packing));
                 let d = distance(codes, words, row, &qs[qi][..words]);
                 if d <= threshold {
                     found(qi as u32, row as u32, d);
@@ -555,17 +556,19 @@ impl HammingIndex {
                 probes.clear();
                 for qi in group.clone() {
                     let value = chunk.value_of(&qs[qi][..words]);
+                    let local = (qi - group.start) as u32;
                     probes.extend(
                         ball.iter()
-                            .map(|&offset| (u64::from(value ^ offset) << 32) | qi as u64),
+                            .map(|&offset| C::pack(value ^ offset, local, packing)),
                     );
                 }
-                radix_sort(probes, sorted, counts, chunk.width, |p| (p >> 32) as usize);
+                radix_sort(probes, sorted, counts, chunk.width, |p| p.key(packing));
                 let directory: &[u32] = &chunk.directory;
                 let ids: &[u32] = &chunk.ids;
                 let inline = chunk.inline.as_deref();
                 for &p in probes.iter() {
-                    let (value, qi) = ((p >> 32) as usize, p as u32);
+                    let (value, local) = (p.key(packing), p.query(packing) as u32);
+                    let qi = group.start as u32 + local;
                     let (lo, hi) = (directory[value] as usize, directory[value + 1] as usize);
                     if let Some(inline) = inline {
                         let q = qs[qi as usize][0];
@@ -573,18 +576,17 @@ impl HammingIndex {
                             found(qi, id, d)
                         });
                     } else {
-                        let local = qi - group.start as u32;
                         candidates
                             .extend(ids[lo..hi].iter().map(|&id| C::pack(id, local, packing)));
                         // Checked per probe: a crowded bucket (clustered codes) probed by
                         // every query of the group must not pile up unbounded candidates.
                         if candidates.len() >= flush_at {
-                            verify(candidates, sorted_candidates, counts, group.start, found);
+                            verify(candidates, sorted, counts, group.start, found);
                         }
                     }
                 }
             }
-            verify(candidates, sorted_candidates, counts, group.start, found);
+            verify(candidates, sorted, counts, group.start, found);
         }
         BATCH_SCRATCH.with(|s| *s.borrow_mut() = scratch);
     }
@@ -819,9 +821,9 @@ fn layout(bits: u32, m: u32, first: u32, wide: u32, top: u32) -> Option<Vec<u32>
 /// probes of one table fill a few MB). Tests use small values so that every path runs.
 const BATCH_GROUP: usize = if cfg!(test) { 7 } else { 4096 };
 /// Probes of one chunk table [`HammingIndex::search_batch`] gathers for a group at most
-/// (8 bytes each, twice).
+/// (4 or 8 bytes each, twice: [`Candidate`]).
 const BATCH_PROBES: usize = if cfg!(test) { 300 } else { 1 << 21 };
-/// Candidates [`HammingIndex::search_batch`] gathers before verifying them (8 bytes each,
+/// Candidates [`HammingIndex::search_batch`] gathers before verifying them (4 or 8 bytes each,
 /// twice), on one thread ([`flush_size`] for more). Tests use small values so that every path
 /// runs.
 const BATCH_CANDIDATES: usize = if cfg!(test) { 100 } else { 1 << 20 };
@@ -845,50 +847,49 @@ const BATCH_MIN_BYTES: usize = if cfg!(test) { 1 } else { 48 << 20 };
 /// Per-thread buffers of [`HammingIndex::search_batch`].
 #[derive(Default)]
 struct BatchScratch {
-    probes: Vec<u64>,
-    sorted: Vec<u64>,
+    /// Probes, candidates and a sort buffer, in 32 or 64 bits ([`Candidate`]).
+    narrow: (Vec<u32>, Vec<u32>, Vec<u32>),
+    wide: (Vec<u64>, Vec<u64>, Vec<u64>),
     counts: Vec<u32>,
-    /// Candidates of [`HammingIndex::search_batch`] and their sort buffer, in 32 or 64 bits.
-    narrow: (Vec<u32>, Vec<u32>),
-    wide: (Vec<u64>, Vec<u64>),
 }
 
-/// How a batch search candidate packs its row (high bits) and its query's position in its
-/// group (low bits), so that sorting candidates by row sorts their integers' high bits.
+/// How a batch search probe or candidate packs its key (high bits: a chunk value, or a row)
+/// and its query's position in its group (low bits), so that sorting by key sorts the
+/// integers' high bits.
 #[derive(Debug, Clone, Copy)]
 struct Packing {
-    row_bits: u32,
+    key_bits: u32,
     query_bits: u32,
 }
 
-/// A batch search candidate: 32 bits when the row and the query's position fit (1 M rows
-/// and groups of 4 096 do), else 64. Halving the candidates to sort and scan made PDQ at 1 M
-/// (10 000 queries, four alternated pairs) 30.9-35.7k -> 35.1-37.2k q/s on one thread,
-/// 59.3-62.2k -> 60.7-64.9k on two.
+/// A batch search probe or candidate: 32 bits when the key and the query's position fit (1 M
+/// rows, chunks of up to 20 bits and groups of 4 096 do), else 64. Halving what is sorted
+/// and scanned made PDQ at 1 M (10 000 queries, four alternated pairs), for the candidates,
+/// 30.9-35.7k -> 35.1-37.2k q/s on one thread and 59.3-62.2k -> 60.7-64.9k on two; then for
+/// the probes 35.4-38.1k -> 38.2-39.1k on one thread (two: 60.5-68.5k -> 63.8-70.7k).
 trait Candidate: Copy + Default {
-    fn pack(row: u32, query: u32, p: Packing) -> Self;
-    fn row(self, p: Packing) -> usize;
+    fn pack(key: u32, query: u32, p: Packing) -> Self;
+    fn key(self, p: Packing) -> usize;
     fn query(self, p: Packing) -> usize;
-    /// The probe buffers, the radix counts, and this type's candidate buffers.
+    /// This type's probe, candidate and sort buffers, and the radix counts.
     #[allow(clippy::type_complexity)]
     fn buffers(
         s: &mut BatchScratch,
     ) -> (
-        &mut Vec<u64>,
-        &mut Vec<u64>,
+        &mut Vec<Self>,
+        &mut Vec<Self>,
+        &mut Vec<Self>,
         &mut Vec<u32>,
-        &mut Vec<Self>,
-        &mut Vec<Self>,
     );
 }
 
 impl Candidate for u32 {
     #[inline(always)]
-    fn pack(row: u32, query: u32, p: Packing) -> u32 {
-        (row << p.query_bits) | query
+    fn pack(key: u32, query: u32, p: Packing) -> u32 {
+        (key << p.query_bits) | query
     }
     #[inline(always)]
-    fn row(self, p: Packing) -> usize {
+    fn key(self, p: Packing) -> usize {
         (self >> p.query_bits) as usize
     }
     #[inline(always)]
@@ -897,30 +898,19 @@ impl Candidate for u32 {
     }
     fn buffers(
         s: &mut BatchScratch,
-    ) -> (
-        &mut Vec<u64>,
-        &mut Vec<u64>,
-        &mut Vec<u32>,
-        &mut Vec<u32>,
-        &mut Vec<u32>,
-    ) {
-        (
-            &mut s.probes,
-            &mut s.sorted,
-            &mut s.counts,
-            &mut s.narrow.0,
-            &mut s.narrow.1,
-        )
+    ) -> (&mut Vec<u32>, &mut Vec<u32>, &mut Vec<u32>, &mut Vec<u32>) {
+        let (probes, candidates, sorted) = &mut s.narrow;
+        (probes, candidates, sorted, &mut s.counts)
     }
 }
 
 impl Candidate for u64 {
     #[inline(always)]
-    fn pack(row: u32, query: u32, p: Packing) -> u64 {
-        (u64::from(row) << p.query_bits) | u64::from(query)
+    fn pack(key: u32, query: u32, p: Packing) -> u64 {
+        (u64::from(key) << p.query_bits) | u64::from(query)
     }
     #[inline(always)]
-    fn row(self, p: Packing) -> usize {
+    fn key(self, p: Packing) -> usize {
         (self >> p.query_bits) as usize
     }
     #[inline(always)]
@@ -929,20 +919,9 @@ impl Candidate for u64 {
     }
     fn buffers(
         s: &mut BatchScratch,
-    ) -> (
-        &mut Vec<u64>,
-        &mut Vec<u64>,
-        &mut Vec<u32>,
-        &mut Vec<u64>,
-        &mut Vec<u64>,
-    ) {
-        (
-            &mut s.probes,
-            &mut s.sorted,
-            &mut s.counts,
-            &mut s.wide.0,
-            &mut s.wide.1,
-        )
+    ) -> (&mut Vec<u64>, &mut Vec<u64>, &mut Vec<u64>, &mut Vec<u32>) {
+        let (probes, candidates, sorted) = &mut s.wide;
+        (probes, candidates, sorted, &mut s.counts)
     }
 }
 
