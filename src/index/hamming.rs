@@ -883,47 +883,33 @@ trait Candidate: Copy + Default {
     );
 }
 
-impl Candidate for u32 {
-    #[inline(always)]
-    fn pack(key: u32, query: u32, p: Packing) -> u32 {
-        (key << p.query_bits) | query
-    }
-    #[inline(always)]
-    fn key(self, p: Packing) -> usize {
-        (self >> p.query_bits) as usize
-    }
-    #[inline(always)]
-    fn query(self, p: Packing) -> usize {
-        (self & ((1u32 << p.query_bits) - 1)) as usize
-    }
-    fn buffers(
-        s: &mut BatchScratch,
-    ) -> (&mut Vec<u32>, &mut Vec<u32>, &mut Vec<u32>, &mut Vec<u32>) {
-        let (probes, candidates, sorted) = &mut s.narrow;
-        (probes, candidates, sorted, &mut s.counts)
-    }
+/// `Candidate` for an unsigned integer type whose buffers are `scratch.$buffers`.
+macro_rules! candidate {
+    ($t:ty, $buffers:ident) => {
+        impl Candidate for $t {
+            #[inline(always)]
+            fn pack(key: u32, query: u32, p: Packing) -> $t {
+                (<$t>::from(key) << p.query_bits) | <$t>::from(query)
+            }
+            #[inline(always)]
+            fn key(self, p: Packing) -> usize {
+                (self >> p.query_bits) as usize
+            }
+            #[inline(always)]
+            fn query(self, p: Packing) -> usize {
+                (self & ((1 << p.query_bits) - 1)) as usize
+            }
+            fn buffers(
+                s: &mut BatchScratch,
+            ) -> (&mut Vec<$t>, &mut Vec<$t>, &mut Vec<$t>, &mut Vec<u32>) {
+                let (probes, candidates, sorted) = &mut s.$buffers;
+                (probes, candidates, sorted, &mut s.counts)
+            }
+        }
+    };
 }
-
-impl Candidate for u64 {
-    #[inline(always)]
-    fn pack(key: u32, query: u32, p: Packing) -> u64 {
-        (u64::from(key) << p.query_bits) | u64::from(query)
-    }
-    #[inline(always)]
-    fn key(self, p: Packing) -> usize {
-        (self >> p.query_bits) as usize
-    }
-    #[inline(always)]
-    fn query(self, p: Packing) -> usize {
-        (self & ((1u64 << p.query_bits) - 1)) as usize
-    }
-    fn buffers(
-        s: &mut BatchScratch,
-    ) -> (&mut Vec<u64>, &mut Vec<u64>, &mut Vec<u64>, &mut Vec<u32>) {
-        let (probes, candidates, sorted) = &mut s.wide;
-        (probes, candidates, sorted, &mut s.counts)
-    }
-}
+candidate!(u32, narrow);
+candidate!(u64, wide);
 
 thread_local! {
     static BATCH_SCRATCH: std::cell::RefCell<BatchScratch> =
