@@ -548,7 +548,20 @@ impl HammingIndex {
         let (probes, candidates, sorted, counts) = C::buffers(&mut scratch);
         candidates.clear();
         let flush_at = flush_size(rayon::current_num_threads());
-        let mut ball: Vec<u32> = Vec::new();
+        // Each searched table's ball of offsets, once for all groups: a query's probes are
+        // its value XOR each offset (a plain loop instead of Gosper's hack per query).
+        let balls: Vec<Option<Vec<u32>>> = self
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(i, chunk)| {
+                chunk_radius(i, m, threshold, chunk.width).map(|radius| {
+                    let mut ball = Vec::new();
+                    for_each_within(0, chunk.width, radius, |offset| ball.push(offset));
+                    ball
+                })
+            })
+            .collect();
         let verify = |candidates: &mut Vec<C>,
                       sorted: &mut Vec<C>,
                       counts: &mut Vec<u32>,
@@ -568,14 +581,10 @@ impl HammingIndex {
         };
         for group in (0..qs.len()).step_by(group_size) {
             let group = group..(group + group_size).min(qs.len());
-            for (i, chunk) in self.chunks.iter().enumerate() {
-                let Some(radius) = chunk_radius(i, m, threshold, chunk.width) else {
+            for (chunk, ball) in self.chunks.iter().zip(&balls) {
+                let Some(ball) = ball else {
                     continue;
                 };
-                // The ball's offsets once per table; each query's probes are then its value
-                // XOR each offset (a plain loop instead of Gosper's hack per query).
-                ball.clear();
-                for_each_within(0, chunk.width, radius, |offset| ball.push(offset));
                 probes.clear();
                 for qi in group.clone() {
                     let value = chunk.value_of(&qs[qi][..words]);
