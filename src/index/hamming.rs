@@ -16,8 +16,12 @@
 //!   codes are indexed once (a list holding the same hash under many references must not
 //!   crowd the buckets) and a match at a row covers the run of equal rows after it;
 //! - 256-bit codes are verified after a gather, with `popcnt` (the crate targets x86-64-v2)
-//!   and each candidate's code prefetched 16 ahead (`prefetch.rs`); 64-bit codes sit
+//!   and each candidate's code prefetched 32 ahead (`prefetch.rs`); 64-bit codes sit
 //!   inline beside their ids, so a bucket is verified from one contiguous read;
+//! - lists of up to ~1 M PDQ codes also keep, beside each id, half of its code (a sketch):
+//!   a code further than the threshold on that half is further on the whole, so almost
+//!   every candidate is rejected from the bucket's run without a random read of its code
+//!   (in the load test's mixed batches at 200 000 per kind, PDQ 1.4 -> 0.78 ms a batch);
 //! - many queries against an index far larger than the caches are searched together
 //!   (`search_batch`): probes sorted by slot and candidates by row (radix passes), so the
 //!   tables and codes are read in ascending order instead of at random.
@@ -56,6 +60,13 @@ pub struct ChunkTable {
     /// For 64-bit codes: the code of each id, in the same order, so a bucket is verified
     /// from one contiguous read instead of a random read per candidate.
     pub inline: Option<Column<u64>>,
+    /// For 256-bit codes: one half of each id's code (two words, in the order of `ids`), the
+    /// half without the chunk's first bit ([`sketch_half`]). A code within `t` of the query
+    /// is within `t` on either half, so a candidate whose half is further away is rejected
+    /// from the run without the random read of its code: for random codes at `t = 31` out
+    /// of 128 bits, all but about one in 10^9. Built when the sketches fit
+    /// [`SKETCH_MAX_BYTES`]; without them every candidate's code is read.
+    pub sketch: Option<Column<u64>>,
 }
 
 /// Why an index cannot be built.
@@ -86,8 +97,38 @@ fn word(codes: &[u8], words: usize, row: usize, w: usize) -> u64 {
     u64::from_be_bytes(raw)
 }
 
-/// A chunk table's directory, ids and inline codes as plain slices.
-type TableSlices<'a> = (&'a [u32], &'a [u32], Option<&'a [u64]>);
+/// A chunk table's columns as plain slices (a mapped column's deref is not free).
+#[derive(Clone, Copy, Default)]
+struct TableSlices<'a> {
+    directory: &'a [u32],
+    ids: &'a [u32],
+    inline: Option<&'a [u64]>,
+    /// The sketch and the first word of the query's half it is compared with.
+    sketch: Option<(&'a [u64], usize)>,
+}
+
+impl<'a> TableSlices<'a> {
+    fn of(c: &'a ChunkTable) -> TableSlices<'a> {
+        TableSlices {
+            directory: &c.directory,
+            ids: &c.ids,
+            inline: c.inline.as_deref(),
+            sketch: c.sketch.as_deref().map(|s| (s, sketch_half(c.start))),
+        }
+    }
+}
+
+/// The first of the two words a 256-bit chunk table starting at bit `start` sketches: the
+/// half of the code that does not hold that bit (a chunk may straddle the halves; the
+/// bound holds for any half, it is only tighter when disjoint from the chunk).
+fn sketch_half(start: u32) -> usize {
+    if start < 128 { 2 } else { 0 }
+}
+
+/// Sketches of 256-bit codes (16 bytes per id per chunk table) are built when they take at
+/// most this much in all: 200 000 PDQ codes in 16 tables take 51 MB, 1 M in 14 tables 224 MB,
+/// 10 M would take 2.2 GB (there the codes are read, as without sketches).
+const SKETCH_MAX_BYTES: usize = 256 << 20;
 
 /// Hamming distance between row `row` of `codes` and the query words `q`.
 #[inline(always)]
@@ -102,6 +143,21 @@ fn distance(codes: &[u8], words: usize, row: usize, q: &[u64]) -> u32 {
             (u64::from_ne_bytes(raw) ^ q.to_be()).count_ones()
         })
         .sum()
+}
+
+/// Prefetches every cache line of a run of a chunk table's inline codes or sketches, not just
+/// its first: buckets of 64-bit codes span several lines (200 000 codes in 13-bit chunks: ~24
+/// codes, 3-4 lines), and when other kinds' tables have pushed them out of the caches the
+/// later lines were misses one after another (in the load test's mixed batches, in process,
+/// one thread, each 64-bit kind 530 -> 200-220 us per batch; alone, in cache, 160 -> 180 us).
+#[inline(always)]
+fn prefetch_run(run: &[u64]) {
+    for line in run.chunks(8) {
+        prefetch(&line[0]);
+    }
+    if let Some(last) = run.last() {
+        prefetch(last);
+    }
 }
 
 /// Scans a bucket of 64-bit codes stored inline (positions `lo..hi` of a chunk table):
@@ -187,10 +243,11 @@ impl HammingIndex {
         }
         let n = rows.len();
         let bytes: &[u8] = &codes;
+        let sketch = words == 4 && n * widths.len() * 16 <= SKETCH_MAX_BYTES;
         let mut chunks = Vec::new();
         let mut start = 0;
         for &w in widths {
-            chunks.push(ChunkTable::build(bytes, words, rows, start, w));
+            chunks.push(ChunkTable::build(bytes, words, rows, (start, w), sketch));
             start += w;
         }
         Ok(HammingIndex {
@@ -260,6 +317,12 @@ impl HammingIndex {
             {
                 return Err(bad("inline codes"));
             }
+            if c.sketch
+                .as_ref()
+                .is_some_and(|v| words != 4 || v.len() != 2 * n)
+            {
+                return Err(bad("sketches"));
+            }
         }
         if next_start != bits as u32 {
             return Err(HammingError::BadChunk {
@@ -284,8 +347,20 @@ impl HammingIndex {
         self.indexed == 0
     }
 
-    /// Bytes of directories and id tables (the codes are the caller's column).
+    /// Bytes of directories, id tables, inline codes and sketches (the codes are the
+    /// caller's column).
     pub fn memory_bytes(&self) -> usize {
+        self.table_bytes()
+            + self
+                .chunks
+                .iter()
+                .map(|c| c.sketch.as_ref().map_or(0, |v| v.len() * 8))
+                .sum::<usize>()
+    }
+
+    /// [`HammingIndex::memory_bytes`] without the sketches (which the batch search does not
+    /// read).
+    fn table_bytes(&self) -> usize {
         self.chunks
             .iter()
             .map(|c| {
@@ -341,46 +416,40 @@ impl HammingIndex {
         }
         // The tables as plain slices once per search (a mapped column's deref is not free);
         // chunks are at least 8 bits wide, so there are at most 32.
-        let mut tables: [TableSlices<'_>; 32] = [(&[], &[], None); 32];
+        let mut tables = [TableSlices::default(); 32];
         for (t, c) in tables.iter_mut().zip(&self.chunks) {
-            *t = (&c.directory, &c.ids, c.inline.as_deref());
+            *t = TableSlices::of(c);
         }
         for &(i, probe) in probes.iter() {
-            let (directory, ids, inline) = tables[i as usize];
-            let (lo, hi) = (directory[probe as usize], directory[probe as usize + 1]);
+            let t = tables[i as usize];
+            let (lo, hi) = (t.directory[probe as usize], t.directory[probe as usize + 1]);
             if lo < hi {
-                // 64-bit codes are verified from the inline codes alone (their ids are read
-                // only for a match); 256-bit ones need the ids.
-                match inline {
-                    Some(codes) => {
-                        // Every line of the bucket, not just its first: buckets of 64-bit
-                        // codes span several lines (200 000 codes in 13-bit chunks: ~24
-                        // codes, 3-4 lines), and when other kinds' tables have pushed them
-                        // out of the caches the later lines were misses one after another.
-                        // In the load test's mixed batches (in process, one thread) each
-                        // 64-bit kind 530 -> 200-220 us per batch; alone, in cache, 160 ->
-                        // 180 us.
-                        let run = &codes[lo as usize..hi as usize];
-                        let mut at = 0;
-                        while at < run.len() {
-                            prefetch(&run[at]);
-                            at += 8;
-                        }
-                        if let Some(last) = run.last() {
-                            prefetch(last);
-                        }
-                    }
-                    None => prefetch(&ids[lo as usize]),
+                let (lo, hi) = (lo as usize, hi as usize);
+                // What the next pass reads of the run: 64-bit codes are verified from the
+                // inline codes alone (their ids are read only for a match), 256-bit ones from
+                // the sketches if any (ids only for candidates that pass), else by their ids.
+                match (t.inline, t.sketch) {
+                    (Some(codes), _) => prefetch_run(&codes[lo..hi]),
+                    (None, Some((sketch, _))) => prefetch_run(&sketch[2 * lo..2 * hi]),
+                    (None, None) => prefetch(&t.ids[lo]),
                 }
-                runs.push((i, lo, hi));
+                runs.push((i, lo as u32, hi as u32));
             }
         }
         for &(i, lo, hi) in runs.iter() {
-            let (_, ids, inline) = tables[i as usize];
+            let t = tables[i as usize];
             let (lo, hi) = (lo as usize, hi as usize);
-            if let Some(inline) = inline {
-                scan_inline(inline, ids, (lo, hi), q[0], threshold, &mut found);
+            if let Some(inline) = t.inline {
+                scan_inline(inline, t.ids, (lo, hi), q[0], threshold, &mut found);
+            } else if let Some((sketch, half)) = t.sketch {
+                let (qa, qb) = (q[half], q[half + 1]);
+                for (k, pair) in sketch[2 * lo..2 * hi].chunks_exact(2).enumerate() {
+                    if (pair[0] ^ qa).count_ones() + (pair[1] ^ qb).count_ones() <= threshold {
+                        candidates.push(t.ids[lo + k]);
+                    }
+                }
             } else {
+                let ids = t.ids;
                 // Runs hold a few ids: a plain loop, not a memcpy call per run.
                 for &id in &ids[lo..hi] {
                     candidates.push(id);
@@ -409,19 +478,23 @@ impl HammingIndex {
         SCRATCH.with(|s| *s.borrow_mut() = scratch);
     }
 
-    /// Whether any code lies within `threshold` of `query`: a probe at a time, stopping at
-    /// the first. This is the near-miss check (is anything just beyond the list's threshold?)
-    /// at radii where a full search is costly: for 64-bit codes 16 bits past a threshold of
-    /// 8 the ball holds thousands of codes of a large list, and the first is found after a
-    /// few probes; for PDQ the ball is usually empty and every probe is read, as in `search`.
+    /// Whether any code lies within `threshold` of `query`. This is the near-miss check (is
+    /// anything just beyond the list's threshold?) at radii where a full search is costly.
+    /// For 64-bit codes 16 bits past a threshold of 8 the ball holds thousands of codes of a
+    /// large list and the first is found after a few probes: a probe at a time, stopping at
+    /// the first. For PDQ the ball is almost always empty, so every probe is read anyway: a
+    /// full [`HammingIndex::search_each`], whose sketches reject nearly every candidate
+    /// (at 31 + 16 a chunk's radius is 2: ~8x the probes and candidates of a search at 31).
     pub fn any_within(&self, query: &[u8], threshold: u32) -> bool {
         if self.is_empty() || query.len() != self.words * 8 {
             return false;
         }
-        let q = query_words(query);
-        let q = &q[..self.words];
-        let codes: &[u8] = &self.codes;
-        let words = self.words;
+        if self.words > 1 {
+            let mut any = false;
+            self.search_each(query, threshold, |_, _| any = true);
+            return any;
+        }
+        let q = query_words(query)[0];
         let m = self.chunks.len() as u32;
         self.chunks.iter().enumerate().any(|(i, chunk)| {
             let Some(radius) = chunk_radius(i, m, threshold, chunk.width) else {
@@ -430,16 +503,17 @@ impl HammingIndex {
             let directory: &[u32] = &chunk.directory;
             let ids: &[u32] = &chunk.ids;
             let inline = chunk.inline.as_deref();
-            try_for_each_within(chunk.value_of(q), chunk.width, radius, |probe| {
+            let codes: &[u8] = &self.codes;
+            try_for_each_within(chunk.value_of(&[q]), chunk.width, radius, |probe| {
                 let lo = directory[probe as usize] as usize;
                 let hi = directory[probe as usize + 1] as usize;
                 let hit = match inline {
                     Some(inline) => inline[lo..hi]
                         .iter()
-                        .any(|&code| (code ^ q[0]).count_ones() <= threshold),
+                        .any(|&code| (code ^ q).count_ones() <= threshold),
                     None => ids[lo..hi]
                         .iter()
-                        .any(|&id| distance(codes, words, id as usize, q) <= threshold),
+                        .any(|&id| distance(codes, 1, id as usize, &[q]) <= threshold),
                 };
                 if hit {
                     ControlFlow::Break(())
@@ -463,7 +537,7 @@ impl HammingIndex {
     /// README): batch 324 k against 128 k (at 200 k codes, 14 MB, the two tie: 794 k against
     /// 826 k in the bench).
     pub fn prefers_batch(&self, queries: usize) -> bool {
-        let bytes = self.memory_bytes() + self.codes.len();
+        let bytes = self.table_bytes() + self.codes.len();
         let rows = self.codes.len() / (self.words * 8);
         queries >= BATCH_MIN_QUERIES && bytes >= BATCH_MIN_BYTES && rows <= 4 * BATCH_CANDIDATES
     }
@@ -638,7 +712,13 @@ impl ChunkTable {
     /// A table over the listed `rows` of a code column (`words` big-endian words per row).
     /// Values are read from the column directly: no copy of the codes (10 M PDQ codes are
     /// 320 MB).
-    fn build(codes: &[u8], words: usize, rows: &[u32], start: u32, width: u32) -> ChunkTable {
+    fn build(
+        codes: &[u8],
+        words: usize,
+        rows: &[u32],
+        (start, width): (u32, u32),
+        sketch: bool,
+    ) -> ChunkTable {
         let n = rows.len();
         let slots = 1usize << width;
         let mut counts = vec![0u32; slots + 1];
@@ -673,12 +753,18 @@ impl ChunkTable {
                     .collect::<Vec<u64>>(),
             )
         });
+        let sketch = sketch.then(|| {
+            let half = sketch_half(start);
+            let words_of = |&r: &u32| [half, half + 1].map(|w| word(codes, words, r as usize, w));
+            Column::Owned(ids.iter().flat_map(words_of).collect::<Vec<u64>>())
+        });
         ChunkTable {
             start,
             width,
             directory: Column::Owned(directory),
             ids: Column::Owned(ids),
             inline,
+            sketch,
         }
     }
 
@@ -1122,7 +1208,20 @@ mod tests {
                 let column = Column::Owned(codes.clone());
                 let index = HammingIndex::over_rows(bits, column, &rows, &widths).unwrap();
                 let width = format!("{widths:?}");
+                // PDQ-sized codes get sketches (small lists); the same tables without them
+                // must find the same (what a 10 M list, or an index built without, does).
+                let sketched = index.chunks.iter().filter(|c| c.sketch.is_some()).count();
+                assert_eq!(sketched, if bits == 256 { widths.len() } else { 0 });
+                let mut plain = index.clone();
+                for c in &mut plain.chunks {
+                    c.sketch = None;
+                }
                 for &t in thresholds {
+                    for q in queries.chunks_exact(bytes) {
+                        let expected = brute(&codes, bytes, q, t);
+                        assert_eq!(plain.search(q, t), expected, "plain: w {width} t {t}");
+                        assert_eq!(plain.any_within(q, t), !expected.is_empty(), "plain any");
+                    }
                     let mut batch: Vec<Vec<(u32, u32)>> = vec![Vec::new(); 20];
                     index.search_batch(&queries, t, |qi, row, d| batch[qi as usize].push((row, d)));
                     // The same batch with 64-bit candidates (which only lists of millions of
@@ -1218,5 +1317,40 @@ mod tests {
             index.search_batch(queries, 8, |_, _, _| found += 1);
             assert_eq!(found, 0);
         }
+    }
+
+    #[test]
+    fn persisted_parts_are_checked() {
+        let codes = random_codes(500, 32, 5);
+        let index = HammingIndex::new(256, &codes, 31).unwrap();
+        let rebuild = |parts: Vec<ChunkTable>| {
+            HammingIndex::from_parts(256, Column::Owned(codes.clone()), parts)
+        };
+        let again = rebuild(index.parts().to_vec()).unwrap();
+        assert_eq!(
+            again.search(&codes[..32], 31),
+            index.search(&codes[..32], 31)
+        );
+        // A sketch of the wrong length, or one on 64-bit codes, is refused.
+        let mut parts = index.parts().to_vec();
+        parts[1].sketch = Some(Column::Owned(vec![0; 2 * 500 - 1]));
+        assert_eq!(
+            rebuild(parts).unwrap_err(),
+            HammingError::BadChunk {
+                chunk: 1,
+                what: "sketches"
+            }
+        );
+        let small = HammingIndex::new(64, &codes[..8 * 100], 8).unwrap();
+        let mut parts = small.parts().to_vec();
+        parts[0].sketch = Some(Column::Owned(vec![0; 2 * 100]));
+        let e = HammingIndex::from_parts(64, Column::Owned(codes[..800].to_vec()), parts);
+        assert!(matches!(
+            e,
+            Err(HammingError::BadChunk {
+                what: "sketches",
+                ..
+            })
+        ));
     }
 }

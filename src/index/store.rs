@@ -6,7 +6,7 @@
 //! | bytes | what |
 //! |---|---|
 //! | 0..8 | magic `HSIDX\0\0\n` |
-//! | 8..12 | format version (2) |
+//! | 8..12 | format version (3) |
 //! | 12..16 | `0x01020304` in the writer's byte order: a reader with another order refuses |
 //! | 16..48 | BLAKE3 digest of the set this index was built from |
 //! | 48..64 | zero (reserved) |
@@ -36,7 +36,9 @@ use crate::hashset::format::HashSetFile;
 
 const MAGIC: [u8; 8] = *b"HSIDX\0\0\n";
 /// 2: perceptual kinds read their codes from the set (no codes or starts arrays stored).
-const FORMAT_VERSION: u32 = 2;
+/// 3: PDQ chunk tables may carry sketches (an index of version 2 is rebuilt, so that a
+/// restart after an upgrade does not keep serving without them).
+const FORMAT_VERSION: u32 = 3;
 const BYTE_ORDER: u32 = 0x0102_0304;
 const HEADER_LEN: usize = 64;
 const ALIGN: usize = 64;
@@ -109,6 +111,9 @@ struct ChunkToc {
     /// 64-bit kinds: the codes of `ids`, in the same order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     codes: Option<ArrayRef>,
+    /// 256-bit kinds: half of each id's code, in the same order (`ChunkTable::sketch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sketch: Option<ArrayRef>,
 }
 
 /// `len` values at byte `offset` of the file.
@@ -197,6 +202,10 @@ pub fn save(list: &ListIndex, path: &Path) -> std::io::Result<()> {
                             ids: out.array(&t.ids)?,
                             codes: match &t.inline {
                                 Some(codes) => Some(out.array(codes)?),
+                                None => None,
+                            },
+                            sketch: match &t.sketch {
+                                Some(sketch) => Some(out.array(sketch)?),
                                 None => None,
                             },
                         });
@@ -333,6 +342,10 @@ pub fn open(set: Arc<HashSetFile>, path: &Path) -> Result<ListIndex, StoreError>
                             Some(r) => Some(column(&backing, r)?),
                             None => None,
                         },
+                        sketch: match c.sketch {
+                            Some(r) => Some(column(&backing, r)?),
+                            None => None,
+                        },
                     });
                 }
                 let codes = super::set_column(&set, section)?;
@@ -464,6 +477,21 @@ mod tests {
         let kinds = |l: &ListIndex| l.kinds.iter().map(|k| k.kind).collect::<Vec<_>>();
         assert_eq!(kinds(&loaded), kinds(&built));
         let qs = queries(&set);
+        // PDQ tables keep their sketches (an index saved without them is not mistaken for
+        // one that has them: version 2 files are rebuilt).
+        let sketches = |l: &ListIndex| -> Vec<Vec<u64>> {
+            l.kinds
+                .iter()
+                .filter_map(|k| match &k.search {
+                    KindSearch::Perceptual { index } => Some(index),
+                    KindSearch::Exact { .. } => None,
+                })
+                .flat_map(|i| i.parts().iter().filter_map(|t| t.sketch.as_deref()))
+                .map(<[u64]>::to_vec)
+                .collect()
+        };
+        assert!(!sketches(&built).is_empty());
+        assert_eq!(sketches(&loaded), sketches(&built));
         let a = Index::from_lists(vec![Arc::new(built)]).match_batch(&qs);
         let b = Index::from_lists(vec![Arc::new(loaded)]).match_batch(&qs);
         assert_eq!(a, b);
