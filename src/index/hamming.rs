@@ -18,7 +18,7 @@
 //! - 256-bit codes are verified after a gather, with `popcnt` (the crate targets x86-64-v2)
 //!   and each candidate's code prefetched 32 ahead (`prefetch.rs`); 64-bit codes sit
 //!   inline beside their ids, so a bucket is verified from one contiguous read;
-//! - lists of up to ~1 M PDQ codes also keep, beside each id, half of its code (a sketch):
+//! - lists of up to ~260 000 PDQ codes also keep, beside each id, half of its code (a sketch):
 //!   a code further than the threshold on that half is further on the whole, so almost
 //!   every candidate is rejected from the bucket's run without a random read of its code
 //!   (in the load test's mixed batches at 200 000 per kind, PDQ 1.4 -> 0.78 ms a batch);
@@ -126,9 +126,14 @@ fn sketch_half(start: u32) -> usize {
 }
 
 /// Sketches of 256-bit codes (16 bytes per id per chunk table) are built when they take at
-/// most this much in all: 200 000 PDQ codes in 16 tables take 51 MB, 1 M in 14 tables 224 MB,
-/// 10 M would take 2.2 GB (there the codes are read, as without sketches).
-const SKETCH_MAX_BYTES: usize = 256 << 20;
+/// most this much in all, as [`INDEX_FLOOR`] lets a small list spend more per code: 200 000
+/// PDQ codes in 16 tables take 51 MB (lists up to ~260 000 codes get them). A list of 1 M
+/// would take 224 MB, 2.8x its tables (81 bytes per code, against the 100 the index is held
+/// to at 1 M and 10 M), so its candidates' codes are read. What they would buy there,
+/// measured (`hashsieve match --stats`, peers corpus, 10 000 queries, sketches built and the
+/// search query at a time): one thread 45.3-49.2k q/s against the batch search's 39.1-39.7k,
+/// two threads 79-100k against 63-70k, peak RSS 157 -> 377 MB.
+const SKETCH_MAX_BYTES: usize = 64 << 20;
 
 /// Hamming distance between row `row` of `codes` and the query words `q`.
 #[inline(always)]
@@ -535,11 +540,16 @@ impl HammingIndex {
     /// codes (23 MB, in cache) batch 118 k against 135 k. 64-bit codes, 1 M of them at
     /// distance 8 (57 MB with the codes), 20 000 queries (`scripts/synth_entries.sh`, see the
     /// README): batch 324 k against 128 k (at 200 k codes, 14 MB, the two tie: 794 k against
-    /// 826 k in the bench).
+    /// 826 k in the bench). Never with sketches, which only the query-at-a-time search reads
+    /// (at 1 M codes with sketches it beat the batch search: see [`SKETCH_MAX_BYTES`]).
     pub fn prefers_batch(&self, queries: usize) -> bool {
         let bytes = self.table_bytes() + self.codes.len();
         let rows = self.codes.len() / (self.words * 8);
-        queries >= BATCH_MIN_QUERIES && bytes >= BATCH_MIN_BYTES && rows <= 4 * BATCH_CANDIDATES
+        let sketched = self.chunks.iter().any(|c| c.sketch.is_some());
+        queries >= BATCH_MIN_QUERIES
+            && bytes >= BATCH_MIN_BYTES
+            && rows <= 4 * BATCH_CANDIDATES
+            && !sketched
     }
 
     /// Searches many queries (concatenated codes, `bits / 8` bytes each) at once: calls
