@@ -64,8 +64,9 @@ pub struct ChunkTable {
     /// half without the chunk's first bit ([`sketch_half`]). A code within `t` of the query
     /// is within `t` on either half, so a candidate whose half is further away is rejected
     /// from the run without the random read of its code: for random codes at `t = 31` out
-    /// of 128 bits, all but about one in 10^9. Built when the sketches fit
-    /// [`SKETCH_MAX_BYTES`]; without them every candidate's code is read.
+    /// of 128 bits, all but about 2 in 10^9 (at 31 + 16, the near-miss check, 0.17% pass).
+    /// Built when the sketches fit [`SKETCH_MAX_BYTES`]; without them every candidate's code
+    /// is read.
     pub sketch: Option<Column<u64>>,
 }
 

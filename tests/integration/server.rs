@@ -310,6 +310,18 @@ fn matching_endpoints_entitlements_and_distance_policies() {
     assert_eq!(r[1]["matches"][0]["distance"], 3);
     assert_eq!(r[2], json!({"verdict": "no_match", "matches": []}));
 
+    // JSON escapes in a query's strings (a client's serializer may write them) stand for the
+    // same characters: the kind and hash are parsed in place unless they hold one.
+    let escaped = format!(
+        r#"{{"queries":[{{"kind":"md\u0035","hash":"\u00{:02x}{}"}}]}}"#,
+        md5.as_bytes()[0],
+        &md5[1..]
+    );
+    let r = server.post("/v1/match", Some(ISP), escaped.into_bytes());
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["results"][0]["matches"][0]["ref"], md5_ref.as_str());
+
     // Low quality PDQ: verdict low_quality; alpha does not report low-quality matches.
     let (_, body) = server.match_json(
         ISP,
