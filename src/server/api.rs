@@ -265,9 +265,11 @@ struct MatchRequest<'a> {
     lists: Option<Vec<String>>,
 }
 
-/// One hash to look up. The strings borrow from the request body unless they hold escapes:
-/// two allocations per query (and their frees) were ~6% of the server's time on batches of
-/// 1 000 (`perf record --call-graph dwarf` under `scripts/load_test.sh`).
+// The strings borrow from the request body unless they hold escapes: two allocations per
+// query (and their frees) were ~6% of the server's time on batches of 1 000 (`perf record
+// --call-graph dwarf` under `scripts/load_test.sh`). (A `//` comment: doc comments here are
+// the OpenAPI description partners read.)
+/// One hash to look up.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct QueryIn<'a> {
