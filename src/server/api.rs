@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query as UrlQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -625,11 +626,15 @@ struct SingleParams {
 async fn match_single(
     State(state): Shared,
     headers: HeaderMap,
-    Path((kind, hash)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     params: Result<UrlQuery<SingleParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
         let partner = partner(&state, &headers)?;
+        // A path that is not UTF-8 after decoding (`/v1/match/md5/%ff`) is an invalid query,
+        // answered like the others (axum's own rejection is plain text).
+        let Path((kind, hash)) =
+            path.map_err(|e| invalid_query(format!("path: {}", e.body_text())))?;
         let params =
             params.map_err(|e| invalid_query(format!("query string: {}", e.body_text())))?;
         let query = to_query(&QueryIn {
@@ -873,7 +878,7 @@ async fn lists(State(state): Shared, headers: HeaderMap) -> Response {
 async fn admin_upload(
     State(state): Shared,
     headers: HeaderMap,
-    Path(list): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Response {
     let result = async {
@@ -890,6 +895,9 @@ async fn admin_upload(
             // The demo has no admins: uploads need a configured admin key.
             _ => return Err(Problem::unauthorized()),
         }
+        // A name that is not UTF-8 after decoding names no configured list.
+        let Path(list) = path
+            .map_err(|e| Problem::not_found(format!("no such list: {}", e.body_text())))?;
         if !state.config.lists.iter().any(|l| l.name == list) {
             return Err(Problem::not_found(format!("no list named {list:?} is configured")));
         }

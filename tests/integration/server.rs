@@ -592,6 +592,19 @@ fn auth_errors_and_hostile_bodies_never_give_a_5xx() {
         StatusCode::NOT_FOUND,
         "not-found",
     );
+    // Paths that are not UTF-8 once decoded get problems too, not axum's plain-text 400.
+    let problem = assert_problem(
+        server.get("/v1/match/md5/%ff%fe", Some(ISP)),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-query",
+    );
+    assert!(problem["detail"].as_str().unwrap().starts_with("path: "));
+    let set = repo().join("hashsets-example/alpha/alpha-1.hset");
+    assert_problem(
+        upload(&server, OPS, "%ff", &set),
+        StatusCode::NOT_FOUND,
+        "not-found",
+    );
     let r = server
         .client
         .delete(server.url("/v1/match"))
