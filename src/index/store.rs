@@ -19,7 +19,8 @@
 //! built from exactly the given (already verified) set, then each array's bounds and alignment
 //! and every invariant a lookup relies on to stay in bounds. Anything wrong is a
 //! [`StoreError`]; the caller rebuilds from the set. Neither keys nor codes are stored: exact
-//! tables and Hamming indexes both read the set's own sorted hash column.
+//! tables and Hamming indexes both read the set's own sorted hash column (the chunk tables of
+//! a small PDQ list do store sketches, half of each code beside its id: `ChunkTable::sketch`).
 
 use std::io::Write;
 use std::path::Path;
