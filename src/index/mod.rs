@@ -122,6 +122,11 @@ impl Verdicts {
         &self.decided
     }
 
+    /// [`Verdicts::decided`], to edit the verdicts (their positions stay as they are).
+    pub fn decided_mut(&mut self) -> impl Iterator<Item = (usize, &mut Verdict)> + '_ {
+        self.decided.iter_mut().map(|(i, v)| (*i as usize, v))
+    }
+
     /// One verdict per query, in order.
     pub fn into_vec(self) -> Vec<Verdict> {
         let mut all = vec![Verdict::NO_MATCH; self.len];
