@@ -131,8 +131,8 @@ fn sketch_half(start: u32) -> usize {
 /// PDQ codes in 16 tables take 51 MB (lists up to ~260 000 codes get them). A list of 1 M
 /// would take 224 MB, 2.8x its tables (81 bytes per code, against the 100 the index is held
 /// to at 1 M and 10 M), so its candidates' codes are read. What they would buy there,
-/// measured (`hashsieve match --stats`, peers corpus, 10 000 queries, sketches built and the
-/// search query at a time): one thread 45.3-49.2k q/s against the batch search's 39.1-39.7k,
+/// measured with a throwaway build (cap at 256 MB, batch search off; `hashsieve match
+/// --stats` on the peers corpus, 10 000 queries): one thread 45.3-49.2k q/s against the batch search's 39.1-39.7k,
 /// two threads 79-100k against 63-70k, peak RSS 157 -> 377 MB.
 const SKETCH_MAX_BYTES: usize = 64 << 20;
 
