@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use hashsieve::hashset::format::{EntryTable, HashSetFile, Header};
 use hashsieve::index::exact::{ExactFilter, ExactTable};
-use hashsieve::index::{Index, Query};
+use hashsieve::index::{Index, MatchOptions, Query};
 use hashsieve::kinds::{HashKind, HashValue};
 
 fn random_keys(n: usize, len: usize, seed: u64) -> Vec<Vec<u8>> {
@@ -148,7 +148,7 @@ fn bench_lookup(c: &mut Criterion) {
                     })
                     .collect();
                 group.bench_with_input(BenchmarkId::new("index_match_batch", path), &qs, |b, q| {
-                    b.iter(|| index.match_batch(black_box(q)))
+                    b.iter(|| index.match_batch(black_box(q), &MatchOptions::ALL))
                 });
                 group.bench_with_input(
                     BenchmarkId::new("index_match_one_loop", path),
@@ -182,7 +182,12 @@ fn bench_lookup(c: &mut Criterion) {
             distinct_group.bench_function("index_match_batch_65536", |b| {
                 b.iter(|| {
                     qs.chunks(65_536)
-                        .map(|c| index.match_batch(black_box(c)).len())
+                        .map(|c| {
+                            index
+                                .match_batch(black_box(c), &MatchOptions::ALL)
+                                .verdicts
+                                .len()
+                        })
                         .sum::<usize>()
                 })
             });

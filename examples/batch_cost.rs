@@ -1,5 +1,5 @@
 //! What a `POST /v1/match` batch costs the index, without HTTP: the load test's request
-//! bodies (`scripts/load_test.sh` writes them) run through `Index::match_batch_near` on this
+//! bodies (`scripts/load_test.sh` writes them) run through `Index::match_batch` on this
 //! thread, near misses sampled as the server does by default. Prints, per round, the mixed
 //! batch's time, then the time of each kind's queries of every batch searched one kind after
 //! another (what the mix costs each kind, its neighbours' tables in between), and the same
@@ -18,13 +18,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 use hashsieve::hashset::signing::{Published, parse_public_key};
 use hashsieve::hashset::trust::{self, Policy};
-use hashsieve::index::{Index, NearMiss, Query};
+use hashsieve::index::{Index, MatchOptions, NearMiss, Query};
 use hashsieve::kinds::{HashKind, HashValue};
 
 /// The server's default near-miss sampling (`limits.near_miss_bits`, `near_miss_sample`).
-const NEAR: NearMiss = NearMiss {
-    bits: 16,
-    every: 128,
+const NEAR: MatchOptions<'static> = MatchOptions {
+    lists: None,
+    near_miss: NearMiss {
+        bits: 16,
+        every: 128,
+    },
 };
 
 /// Each timing covers this many passes over the bodies.
@@ -42,7 +45,7 @@ fn main() -> anyhow::Result<()> {
     for round in 1..=3 {
         let mixed = time(|| {
             for b in &batches {
-                index.match_batch_near(b, &|_| true, NEAR);
+                index.match_batch(b, &NEAR);
             }
         });
         let mut in_mix: BTreeMap<&str, Duration> = BTreeMap::new();
@@ -51,7 +54,7 @@ fn main() -> anyhow::Result<()> {
             for kinds in &by_kind {
                 for (kind, qs) in kinds {
                     let t = Instant::now();
-                    index.match_batch_near(qs, &|_| true, NEAR);
+                    index.match_batch(qs, &NEAR);
                     *in_mix.entry(kind.name()).or_default() += t.elapsed();
                 }
             }
@@ -67,7 +70,7 @@ fn main() -> anyhow::Result<()> {
             }
             let d = time(|| {
                 for qs in &own {
-                    index.match_batch_near(qs, &|_| true, NEAR);
+                    index.match_batch(qs, &NEAR);
                 }
             });
             alone.insert(kind.name(), d);

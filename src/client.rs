@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::index::Query;
+use crate::wire::{MatchRequest, MatchResponse, QueryIn};
 
 /// Why a batch could not be matched.
 #[derive(Debug, thiserror::Error)]
@@ -29,14 +29,6 @@ pub enum ClientError {
     Unexpected { url: String, detail: String },
     #[error("{path}: {detail}")]
     CaCert { path: String, detail: String },
-}
-
-/// The answer to one batch: one verdict object per query (as the server sent it) and the
-/// list versions it was matched against.
-#[derive(Debug, Deserialize)]
-pub struct MatchResponse {
-    pub results: Vec<Value>,
-    pub lists: serde_json::Map<String, Value>,
 }
 
 /// A connection to one hashsieve service.
@@ -88,20 +80,13 @@ impl Client {
         })
     }
 
-    /// Matches one batch (at most the server's `max_batch` queries).
-    pub fn match_batch(&self, queries: &[Query]) -> Result<MatchResponse, ClientError> {
-        let body = serde_json::json!({
-            "queries": queries
-                .iter()
-                .map(|q| {
-                    let mut o = serde_json::json!({"kind": q.hash.kind().name(), "hash": q.hash.to_hex()});
-                    if let Some(quality) = q.quality {
-                        o["quality"] = quality.into();
-                    }
-                    o
-                })
-                .collect::<Vec<_>>(),
-        });
+    /// Matches one batch (at most the server's `max_batch` queries): one verdict per query,
+    /// in order, and the list versions it was matched against.
+    pub fn match_batch(&self, queries: &[Query]) -> Result<MatchResponse<'static>, ClientError> {
+        let body = MatchRequest {
+            queries: queries.iter().map(QueryIn::of).collect(),
+            lists: None,
+        };
         let mut attempt = 0;
         loop {
             let mut request = self.http.post(&self.url).json(&body);
@@ -144,7 +129,7 @@ impl Client {
                     detail: field("detail"),
                 });
             }
-            let parsed: MatchResponse =
+            let parsed: MatchResponse<'static> =
                 serde_json::from_str(&text).map_err(|e| ClientError::Unexpected {
                     url: self.url.clone(),
                     detail: e.to_string(),

@@ -253,14 +253,23 @@ impl Config {
     /// Reads and validates `path`. Relative paths in the file (state dir, audit log, `dir:`
     /// sources) are taken relative to the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_listening(path, None)
+    }
+
+    /// [`Config::load`] with `listen` (`serve --listen`) in place of the file's, validated
+    /// as if the file said it.
+    pub fn load_listening(path: &Path, listen: Option<SocketAddr>) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        let mut raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
+        if let Some(listen) = listen {
+            raw.listen = listen.to_string();
+        }
         let base = path.parent().unwrap_or(Path::new(""));
         Config::validate(raw, path, base)
     }
@@ -314,14 +323,14 @@ impl Config {
         let mut lists = Vec::new();
         for (i, list) in raw.lists.iter().enumerate() {
             let key = |field: &str| format!("lists[{i}].{field}");
-            if !valid_name(&list.name) {
-                return Err(invalid(
-                    key("name"),
-                    format!(
-                        "{:?}: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit",
-                        list.name
-                    ),
-                ));
+            // The rule the hash sets' headers follow: a name a set cannot carry would have
+            // every set for the list refused.
+            if let Err(e) = crate::hashset::validate_list_name(&list.name) {
+                let detail = match e {
+                    crate::hashset::FormatError::Invalid { detail, .. } => detail,
+                    other => other.to_string(),
+                };
+                return Err(invalid(key("name"), detail));
             }
             if !names.insert(list.name.clone()) {
                 return Err(invalid(
@@ -468,8 +477,9 @@ impl Config {
     }
 
     /// The built-in demo: the bundled example lists (from `hashsets-example/` under `root`)
-    /// on 127.0.0.1:8080, no partners (unauthenticated, loopback only), no admins.
-    pub fn demo(root: &Path) -> Result<Config, ConfigError> {
+    /// on 127.0.0.1:8080 (or `listen`), no partners (unauthenticated, loopback only), no
+    /// admins.
+    pub fn demo(root: &Path, listen: Option<SocketAddr>) -> Result<Config, ConfigError> {
         let ex = root.join("hashsets-example");
         let key_path = ex.join("example-only.pub");
         let key = std::fs::read_to_string(&key_path).map_err(|source| ConfigError::Read {
@@ -484,7 +494,7 @@ impl Config {
             report_low_quality: false,
         };
         let raw = RawConfig {
-            listen: default_listen(),
+            listen: listen.map_or_else(default_listen, |l| l.to_string()),
             state_dir: default_state_dir(),
             audit_log: default_audit_log(),
             tls_cert: None,
@@ -531,7 +541,7 @@ fn source_url(raw: &str) -> Result<String, String> {
     Ok(url.into())
 }
 
-/// List and partner names: they appear in file names, metrics labels and URLs.
+/// Partner and admin names: they appear in metrics labels and the audit log.
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -611,6 +621,15 @@ key_sha256 = "{}"
             )
         };
         assert!(err(&format!("{}\n{}", list(""), list(""))).contains("lists[1].name"));
+        // A name no hash set can carry (sets' names are lower case) is refused here, not by
+        // every update for ever after.
+        for name in ["Alpha", "a b", "-a", &"a".repeat(65)] {
+            let e = err(&list("").replace("name = \"a\"", &format!("name = \"{name}\"")));
+            assert!(
+                e.contains("lists[0].name") && e.contains("a-z"),
+                "{name}: {e}"
+            );
+        }
         assert!(
             err(&list("").replace("dir:x", "ftp://x")).contains("lists[0].source: \"ftp://x\"")
         );
@@ -651,6 +670,25 @@ key_sha256 = "{}"
             .contains("admins[0].key_sha256: admin keys must differ")
         );
         assert!(err("listen = \"0.0.0.0:8080\"").contains("not a loopback address"));
+        // `serve --listen` goes through the same rule, for a file and for the demo.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hashsieve.toml");
+        std::fs::write(&path, "").unwrap();
+        let anywhere: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let e = Config::load_listening(&path, Some(anywhere)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("listen: 0.0.0.0:8080 is not a loopback"),
+            "{e}"
+        );
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        assert_eq!(
+            Config::load_listening(&path, Some(local)).unwrap().listen,
+            local
+        );
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert!(Config::demo(repo, Some(anywhere)).is_err());
+        assert_eq!(Config::demo(repo, Some(local)).unwrap().listen, local);
         assert!(err("tls_cert = \"c.pem\"").contains("tls_key: tls_cert is set"));
         assert!(err("tls_key = \"k.pem\"").contains("tls_cert: tls_key is set"));
     }

@@ -9,13 +9,13 @@ use clap::Subcommand;
 use minisign::{KeyPair, PublicKey, SecretKey, SecretKeyBox};
 
 use super::Outcome;
+use crate::clock::{now_unix, parse_rfc3339, rfc3339};
 use crate::fsutil::{write_atomic, write_secret_atomic};
 use crate::hashset::delta::{DeltaFile, diff};
 use crate::hashset::format::{EntryTable, HashSetFile, Header};
 use crate::hashset::input::read_entries;
 use crate::hashset::signing::{Published, key_id, parse_public_key, sign};
 use crate::hashset::trust::{self, Policy, Refusal, TrustState};
-use crate::hashset::{now_unix, parse_rfc3339, rfc3339};
 use crate::kinds::{HashKind, hex_lower};
 
 /// Environment variable holding the secret-key password (for scripts; otherwise we prompt).

@@ -14,7 +14,8 @@ use super::Outcome;
 use crate::hashset::signing::{Published, parse_public_key};
 use crate::hashset::trust::{self, Policy};
 use crate::index::query::parse_line;
-use crate::index::{Decision, Index, Match, Query, store};
+use crate::index::{Decision, Index, MatchOptions, Query, store};
+use crate::wire::{QueryEcho, VerdictName, VerdictOut};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct MatchArgs {
@@ -66,26 +67,10 @@ pub(crate) struct MatchArgs {
 }
 
 /// Queries are read and matched this many at a time, so memory stays flat on any input size
-/// (~9 MB of queries; verdicts are held only for queries that are not a plain miss).
-/// Measured on 1 M SHA-256 queries, one thread, with a verdict per query: 16 384 per batch
-/// 58-72 M/s, 65 536 63-66 M/s, 262 144 71-74 M/s (the filter and table start cold after
-/// each batch's output is written), 2^20 33-38 M/s (a 32 MB verdict buffer, past glibc's
-/// mmap threshold, was fresh pages every batch). With sparse verdicts, against 10 M
-/// entries: 65 536 to 2^20 all 44-50 M/s.
+/// (~9 MB of queries; verdicts are held only for queries that are not a plain miss), in
+/// batches large enough that the filter and table stay warm between output writes
+/// (`docs/index-design.md`, "Batches").
 const BATCH: usize = 262_144;
-
-#[derive(Serialize)]
-struct QueryOut {
-    kind: &'static str,
-    hash: String,
-}
-
-#[derive(Serialize)]
-struct VerdictOut<'a> {
-    query: QueryOut,
-    verdict: Decision,
-    matches: &'a [Match],
-}
 
 pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
     if let Some(url) = &args.server {
@@ -161,19 +146,11 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
     let mut query_s = 0.0f64;
     let mut flush = |batch: &mut Vec<Query>, out: &mut dyn Write| -> anyhow::Result<()> {
         let t = Instant::now();
-        let verdicts = index.match_sparse(batch);
+        let verdicts = index.match_batch(batch, &MatchOptions::ALL).verdicts;
         query_s += t.elapsed().as_secs_f64();
         for (q, v) in batch.iter().zip(verdicts.iter()) {
             matched += usize::from(v.verdict == Decision::Match);
-            let line = VerdictOut {
-                query: QueryOut {
-                    kind: q.hash.kind().name(),
-                    hash: q.hash.to_hex(),
-                },
-                verdict: v.verdict,
-                matches: &v.matches,
-            };
-            serde_json::to_writer(&mut *out, &line)?;
+            serde_json::to_writer(&mut *out, &VerdictOut::new(v, Some(q), Some))?;
             out.write_all(b"\n")?;
         }
         queries += batch.len();
@@ -208,6 +185,14 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::of(bad_lines > 0, matched > 0))
 }
 
+/// One line of `--server` output: the file a hash came from, and the server's verdict.
+#[derive(Serialize)]
+struct FileVerdict<'a> {
+    path: std::borrow::Cow<'a, str>,
+    #[serde(flatten)]
+    verdict: VerdictOut<'static>,
+}
+
 /// `--server` mode: hash the paths in parallel, send the hashes in batches, print one line per
 /// hash in file order. Exit 2 for unreadable paths or a server error, else 1 if anything
 /// matched, else 0.
@@ -236,14 +221,13 @@ fn run_server(url: &str, args: &MatchArgs) -> anyhow::Result<Outcome> {
         }
         let queries: Vec<Query> = pending.iter().map(|(_, q)| *q).collect();
         let answer = client.match_batch(&queries)?;
-        for ((file, q), result) in pending.iter().zip(answer.results) {
-            matched |= result["verdict"] == "match";
-            let line = serde_json::json!({
-                "path": files[*file].to_string_lossy(),
-                "query": {"kind": q.hash.kind().name(), "hash": q.hash.to_hex()},
-                "verdict": result["verdict"],
-                "matches": result["matches"],
-            });
+        for ((file, q), mut verdict) in pending.iter().zip(answer.results) {
+            matched |= verdict.verdict == VerdictName::Match;
+            verdict.query = Some(QueryEcho::of(q));
+            let line = FileVerdict {
+                path: files[*file].to_string_lossy(),
+                verdict,
+            };
             serde_json::to_writer(&mut *out, &line)?;
             out.write_all(b"\n")?;
         }

@@ -1,4 +1,5 @@
-//! `hashsieve serve [--config FILE]`: the match service.
+//! `hashsieve serve [--config FILE] [--listen ADDR] [--log-format text|json]`: the match
+//! service.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,19 +20,44 @@ pub(crate) struct ServeArgs {
     /// address is logged as "listening on http://ADDR").
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
+    /// Log lines as text (coloured only when stderr is a terminal) or as one JSON object per
+    /// line, for log collectors.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        env = "HASHSIEVE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr, filtered by `HASHSIEVE_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HASHSIEVE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        // Colour codes only for a person at a terminal, never into a file or a collector.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HASHSIEVE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
+    init_logging(args.log_format);
+    let config = match &args.config {
+        Some(path) => Config::load_listening(path, args.listen)?,
         None => {
             let here = std::env::current_dir().context("cannot read the current directory")?;
             if !here.join("hashsets-example").is_dir() {
@@ -40,17 +66,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
                     here.display()
                 );
             }
-            Config::demo(&here)?
+            Config::demo(&here, args.listen)?
         }
     };
-    if let Some(listen) = args.listen {
-        if !listen.ip().is_loopback() && config.partners.is_empty() {
-            bail!(
-                "--listen {listen}: not a loopback address and no [[partners]] are configured: refusing to serve lists to anyone unauthenticated"
-            );
-        }
-        config.listen = listen;
-    }
     if config.is_open_demo() {
         tracing::warn!(
             "no partner keys configured: this is an unauthenticated local demo (loopback only); configure [[partners]] before real use"

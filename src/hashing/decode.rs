@@ -9,7 +9,7 @@
 //!
 //! JPEG goes through libjpeg-turbo's decoder (via the `mozjpeg` crate, which builds it from
 //! source), because Pillow uses libjpeg-turbo and a different IDCT or chroma upsampler moves
-//! PDQ bits (measured: see the README). Everything else goes through the `image` crate.
+//! PDQ bits (measured: `docs/conformance.md`). Everything else goes through the `image` crate.
 //!
 //! Decompression bombs: the pixel count is read from the header and checked against the limit
 //! before any pixel buffer is allocated.

@@ -4,7 +4,7 @@
 //! Hand-written rather than taken from `image_hasher`: that crate's resize filter, grey
 //! formula, bit order and pHash (it uses a different DCT layout and mean instead of median)
 //! all differ from `imagehash`, and no configuration of it reproduces `imagehash`'s values
-//! (see ../shared/conformance/README.md, "Known traps"). What has to match is small:
+//! (`docs/conformance.md`, "Known traps"). What has to match is small:
 //!
 //! - grey: Pillow's `convert("L")` (done by [`RgbImage::to_luma8`](super::decode::RgbImage));
 //! - resize: Pillow's LANCZOS (a = 3) separable resampling with its 8-bit fixed-point

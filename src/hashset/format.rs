@@ -48,8 +48,8 @@ impl Header {
                 "expiry",
                 format!(
                     "expires {} is not after created {}",
-                    super::rfc3339(self.expires),
-                    super::rfc3339(self.created)
+                    crate::clock::rfc3339(self.expires),
+                    crate::clock::rfc3339(self.created)
                 ),
             ));
         }
@@ -233,7 +233,7 @@ impl HashSetFile {
     /// bytes. A batch of matches prefetches all its entries in both passes before reading
     /// them, so their cache misses overlap instead of following one another.
     pub fn prefetch_entry(&self, section: &Section, i: usize, reference: bool) {
-        use crate::index::prefetch::prefetch;
+        use crate::prefetch::prefetch;
         let bytes = &self.bytes;
         if reference {
             if let Some(b) = bytes.get(section.refs + ref_start(bytes, section, i)) {

@@ -11,9 +11,10 @@ use std::io::Cursor;
 
 use minisign::{PublicKey, PublicKeyBox, SecretKey, SignatureBox};
 
+use super::FormatError;
 use super::delta::{DELTA_MAGIC, DeltaFile};
 use super::format::{HashSetFile, SET_MAGIC};
-use super::{FormatError, rfc3339};
+use crate::clock::rfc3339;
 use crate::kinds::hex_lower;
 
 /// A published file: a full set or a delta.

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use minisign::PublicKey;
 use serde::{Deserialize, Serialize};
 
+use super::FormatError;
 use super::signing::{Published, SignatureError, check_comment, check_signature};
-use super::{FormatError, rfc3339};
+use crate::clock::rfc3339;
 use crate::kinds::hex_lower;
 
 /// Files larger than this are refused unless the caller sets another limit (endless data).
@@ -108,7 +109,7 @@ impl Policy {
         Policy {
             keys,
             max_bytes: DEFAULT_MAX_BYTES,
-            now: super::now_unix(),
+            now: crate::clock::now_unix(),
             list: None,
         }
     }

@@ -4,8 +4,8 @@
 //! stores sorted) plus a radix directory over the keys' leading bits: one directory read and
 //! one short scan of a handful of keys, usually two cache misses. Because cryptographic
 //! digests are uniformly distributed, the directory spreads them evenly; `benches/lookup.rs`
-//! compares this with `fst::Map` and `std::collections::HashMap` (see the README for why this
-//! layout won).
+//! compares this with `fst::Map` and `std::collections::HashMap` (`docs/index-design.md`
+//! says why this layout won).
 //!
 //! [`ExactFilter`] is an optional binary-fuse filter (`xorf`) in front: about 9 bits per key,
 //! it answers most misses from a structure small enough to stay in cache.
@@ -15,7 +15,7 @@ use std::ops::Range;
 use xorf::{BinaryFuse8, Descriptor, Filter};
 
 use super::column::Column;
-use super::prefetch::prefetch;
+use crate::prefetch::prefetch;
 
 /// Sorted fixed-size keys with a radix directory. Equal keys (one hash under several
 /// references) are adjacent; a lookup returns the whole run.
@@ -143,10 +143,6 @@ impl ExactTable {
 
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
-    }
-
-    pub fn key_len(&self) -> usize {
-        self.key_len
     }
 
     /// Indices of the keys equal to `key` (empty when absent).
@@ -281,13 +277,9 @@ impl ExactFilter {
     /// formula, tested against `BinaryFuse8::contains` on members and non-members). Few keys
     /// pass (members, and ~0.4% of the rest), so the answer is built by a well-predicted
     /// branch rather than by compacting a copy of `ids`.
-    /// `prefetch_key(id)` asks for the memory holding `id`'s key (a batch's keys were
-    /// written by the parser megabytes earlier, and the first read of each was a third of
-    /// the filter's time: 1 M SHA-256 queries against 10 M entries, one thread, 50 -> 57 M/s
-    /// with it).
-    /// Measured on 1 M distinct SHA-256 queries against 1 M keys, one thread, 65 536 per call
-    /// in a loop: 5.2 ns per key hashing one key at a time with a 16-key prefetch ring, 3.7
-    /// ns with AVX-512 blocks.
+    /// `prefetch_key(id)` asks for the memory holding `id`'s key: a batch's keys were
+    /// written by the parser megabytes earlier, and their first reads would otherwise be
+    /// misses one after another (`docs/index-design.md`, "Exact kinds").
     pub fn possible<'k>(
         &self,
         ids: &[u32],

@@ -2,7 +2,9 @@
 //!
 //! - [`exact`]: sorted digests with a radix directory, and a binary-fuse prefilter;
 //! - [`hamming`]: multi-index hashing for PDQ and the 64-bit perceptual hashes;
-//! - [`query`]: parsing queries (`kind:hex[:quality]` lines, `hashsieve hash` records).
+//! - [`store`]: indexes persisted beside the state dir and memory-mapped at start;
+//! - [`query`]: parsing queries (`kind:hex[:quality]` lines, `hashsieve hash` records);
+//! - [`verdict`]: matches, decisions and the sparse verdicts of a batch.
 //!
 //! [`Index`] holds, per list and per kind, the structure for that kind, and answers batches
 //! of queries ([`Index::match_batch`]) with one [`Verdict`] per query: every entry within the
@@ -11,21 +13,20 @@
 pub mod column;
 pub mod exact;
 pub mod hamming;
-pub(crate) mod prefetch;
 pub mod query;
 pub mod store;
+mod verdict;
 
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use serde::Serialize;
 
-use crate::hashing::pdq::MIN_TRUSTED_QUALITY;
 use crate::hashset::format::{HashSetFile, Section};
 use crate::kinds::{HashKind, HashValue};
 use column::{Backing, Column};
 use exact::{ExactFilter, ExactTable};
 use hamming::HammingIndex;
+pub use verdict::{Answers, Decision, Match, Verdict, Verdicts};
 
 /// Smallest number of queries a pool thread takes at once in [`Index::match_batch`].
 pub const PARALLEL_CHUNK: usize = 1024;
@@ -40,112 +41,51 @@ pub struct Query {
     pub quality: Option<u8>,
 }
 
-/// One list entry that matched.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Match {
-    pub list: Arc<str>,
-    pub version: u64,
-    #[serde(serialize_with = "serialize_kind")]
-    pub kind: HashKind,
-    pub category: String,
-    #[serde(rename = "ref")]
-    pub reference: String,
-    pub distance: u32,
+/// What a batch is matched against and what else is counted ([`Index::match_batch`]).
+#[derive(Clone, Copy)]
+pub struct MatchOptions<'a> {
+    /// Only the lists for which this is true are searched (a partner's entitlements); other
+    /// lists are not searched at all. `None`: every list.
+    pub lists: Option<&'a (dyn Fn(&str) -> bool + Sync)>,
+    /// How to look for near misses (off by default).
+    pub near_miss: NearMiss,
 }
 
-fn serialize_kind<S: serde::Serializer>(kind: &HashKind, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(kind.name())
-}
-
-/// The decision for one query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    Match,
-    NoMatch,
-    /// A PDQ hash whose quality is under 50: too featureless to trust either way. Matches
-    /// found are still listed so an operator can look, but they are not a verdict.
-    LowQuality,
-}
-
-/// The answer to one query.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Verdict {
-    pub verdict: Decision,
-    pub matches: Vec<Match>,
-}
-
-impl Verdict {
-    /// No entry within any threshold: the answer to almost every query.
-    pub const NO_MATCH: Verdict = Verdict {
-        verdict: Decision::NoMatch,
-        matches: Vec::new(),
+impl MatchOptions<'static> {
+    /// Every list, no near-miss count.
+    pub const ALL: MatchOptions<'static> = MatchOptions {
+        lists: None,
+        near_miss: NearMiss::OFF,
     };
 }
 
-/// What [`Verdicts`] hands out for queries it holds nothing for.
-static NO_MATCH: Verdict = Verdict::NO_MATCH;
-
-/// The verdicts of a batch, one per query in query order, held sparsely: almost every query
-/// is a plain miss, so only the others are stored (with their positions) and the rest read
-/// as [`Verdict::NO_MATCH`]. A dense list costs 32 bytes a query to build and to free: for
-/// the CLI's batches of 262 144 SHA-256 queries against 10 M entries, 8 MB of fresh pages
-/// every batch, about a tenth of the time spent matching.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Verdicts {
-    len: usize,
-    /// `(query, verdict)` for every query that is not a plain miss, by query.
-    decided: Vec<(u32, Verdict)>,
-}
-
-impl Verdicts {
-    /// Queries answered.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The verdicts in query order.
-    pub fn iter(&self) -> impl Iterator<Item = &Verdict> + '_ {
-        let mut decided = self.decided.iter().peekable();
-        (0..self.len).map(move |i| match decided.next_if(|(j, _)| *j as usize == i) {
-            Some((_, v)) => v,
-            None => &NO_MATCH,
-        })
-    }
-
-    /// The queries that are not a plain miss, as `(position, verdict)`, by position.
-    pub fn decided(&self) -> &[(u32, Verdict)] {
-        &self.decided
-    }
-
-    /// [`Verdicts::decided`], to edit the verdicts (their positions stay as they are).
-    pub fn decided_mut(&mut self) -> impl Iterator<Item = (usize, &mut Verdict)> + '_ {
-        self.decided.iter_mut().map(|(i, v)| (*i as usize, v))
-    }
-
-    /// One verdict per query, in order.
-    pub fn into_vec(self) -> Vec<Verdict> {
-        let mut all = vec![Verdict::NO_MATCH; self.len];
-        for (i, v) in self.decided {
-            all[i as usize] = v;
-        }
-        all
-    }
-
-    /// Appends the verdicts of the queries that follow this batch's.
-    fn append(&mut self, next: Verdicts) {
-        let offset = self.len as u32;
-        self.decided
-            .extend(next.decided.into_iter().map(|(i, v)| (i + offset, v)));
-        self.len += next.len;
+impl MatchOptions<'_> {
+    fn includes(&self, list: &str) -> bool {
+        self.lists.is_none_or(|include| include(list))
     }
 }
 
-/// How [`Index::match_batch_near`] looks for near misses.
+impl Default for MatchOptions<'_> {
+    fn default() -> Self {
+        MatchOptions::ALL
+    }
+}
+
+impl std::fmt::Debug for MatchOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatchOptions")
+            .field("lists", &self.lists.map(|_| "<filter>"))
+            .field("near_miss", &self.near_miss)
+            .finish()
+    }
+}
+
+/// Near misses: queries with no match but a perceptual entry within `bits` bits beyond its
+/// list's threshold (capped at the kind's maximum threshold). A wider search costs several
+/// times a normal one (PDQ at 31 + 16 probes ~8x as many buckets), so only a random one in
+/// `every` perceptual queries without a match asks whether anything lies in the wider radius
+/// (stopping at the first entry, [`HammingIndex::any_within`]) and is counted; `bits = 0`
+/// counts nothing and costs nothing. Verdicts are the same either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NearMiss {
     /// Bits beyond the threshold that make a near miss (0: do not look).
@@ -157,37 +97,21 @@ pub struct NearMiss {
 impl NearMiss {
     pub const OFF: NearMiss = NearMiss { bits: 0, every: 1 };
 
-    /// True for a random one in `every` calls.
+    /// True for a random one in `every` calls: from the thread's OS-seeded generator, so
+    /// that a partner cannot steer probing queries around the sample.
     fn sample(self) -> bool {
-        if self.every <= 1 {
-            return true;
-        }
-        thread_local! {
-            // xorshift64, seeded per thread from the OS-seeded hasher keys: unpredictable to
-            // a partner, so probing queries cannot steer around the sample.
-            static STATE: std::cell::Cell<u64> = std::cell::Cell::new({
-                use std::hash::{BuildHasher, Hasher};
-                std::collections::hash_map::RandomState::new().build_hasher().finish() | 1
-            });
-        }
-        STATE.with(|s| {
-            let mut x = s.get();
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            s.set(x);
-            x % u64::from(self.every) == 0
-        })
+        self.every <= 1 || rand::random_ratio(1, self.every)
     }
 }
 
-/// Verdicts of a batch, and how many of its queries were near misses
-/// ([`Index::match_batch_near`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answers {
-    pub verdicts: Verdicts,
-    /// Near misses among the sampled queries (multiply by `every` for an estimate).
-    pub near_misses: usize,
+/// One entry (or, before runs are expanded, one indexed row) found for one query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Hit {
+    /// The query's position in its batch.
+    query: u32,
+    /// The entry's (or row's) position in its kind's section.
+    entry: usize,
+    distance: u32,
 }
 
 /// Why an index cannot be built from a set.
@@ -231,10 +155,8 @@ enum KindSearch {
         table: ExactTable,
         filter: ExactFilter,
     },
-    /// Codes are the section's distinct hashes; `starts[i]..starts[i + 1]` are the entries
-    /// (in section order) that carry code `i`.
-    /// Over the section's own hash column; a match at row `r` covers `r` and the rows after
-    /// it that hold the same hash.
+    /// Over the section's own hash column, indexing the first row of each run of equal
+    /// hashes; a match at row `r` covers `r` and the rows after it that hold the same hash.
     Perceptual { index: HammingIndex },
 }
 
@@ -264,55 +186,17 @@ impl Index {
         self.lists.iter().map(|l| (&*l.name, l.version))
     }
 
-    /// Answers a batch of queries, one verdict per query in the same order. Large batches are
-    /// split over the rayon thread pool in chunks of at least [`PARALLEL_CHUNK`] queries:
-    /// handing work to the pool costs tens of microseconds, which on exact lookups (about
-    /// 10 ns each) is worth it only for big batches and more than one thread (measured: a
-    /// 1 000-query batch through the pool on one thread ran at 20 M misses/s, in a plain loop
-    /// at 93 M/s; `benches/lookup.rs`).
-    pub fn match_batch(&self, queries: &[Query]) -> Vec<Verdict> {
-        self.match_batch_in(queries, &|_| true)
-    }
-
-    /// [`Index::match_batch`] without a verdict of its own for each miss ([`Verdicts`]):
-    /// for large batches, where one verdict per query is a real part of the cost.
-    pub fn match_sparse(&self, queries: &[Query]) -> Verdicts {
-        self.match_batch_near(queries, &|_| true, NearMiss::OFF)
-            .verdicts
-    }
-
-    /// [`Index::match_batch`] against only the lists for which `include(name)` is true (a
-    /// partner's entitlements): other lists are not searched at all.
-    pub fn match_batch_in(
-        &self,
-        queries: &[Query],
-        include: &(dyn Fn(&str) -> bool + Sync),
-    ) -> Vec<Verdict> {
-        self.match_batch_near(queries, include, NearMiss::OFF)
-            .verdicts
-            .into_vec()
-    }
-
-    /// [`Index::match_batch_in`] that also counts near misses: queries with no match but a
-    /// perceptual entry within `near.bits` bits beyond its list's threshold (capped at the
-    /// kind's maximum threshold). A wider search costs several times a normal one (PDQ at
-    /// 31 + 16 probes ~8x as many buckets), so only a random one in `near.every` perceptual
-    /// queries without a match asks whether anything lies in the wider radius (stopping at
-    /// the first entry, [`HammingIndex::any_within`]) and is counted; `near.bits = 0` counts
-    /// nothing and costs nothing. Verdicts are the same either way.
-    pub fn match_batch_near(
-        &self,
-        queries: &[Query],
-        include: &(dyn Fn(&str) -> bool + Sync),
-        near: NearMiss,
-    ) -> Answers {
+    /// Answers a batch of queries: one verdict per query, in the same order, held sparsely
+    /// ([`Verdicts`]; `into_vec` for a dense list), against the lists `options` includes,
+    /// with the near misses it asks for counted.
+    ///
+    /// Large batches are split over the rayon pool in parts of at least [`PARALLEL_CHUNK`]
+    /// queries when there is more than one thread and the work is worth the hand-off:
+    /// perceptual searches (microseconds each) always are, exact lookups (about ten
+    /// nanoseconds each) only in very large batches (`docs/index-design.md`, "Batches").
+    pub fn match_batch(&self, queries: &[Query], options: &MatchOptions<'_>) -> Answers {
         let threads = rayon::current_num_threads();
-        // Exact lookups are ~12 ns each: a batch of them is split only when it is very large
-        // (1 M SHA-256 queries, two threads: in 65 536-query batches 35 M/s split against 50
-        // M/s on one thread; in 262 144-query batches 59-69 M/s split against 78-86 M/s;
-        // probably the other core's caches are cold for the filter and the queries).
-        // Perceptual searches are microseconds each and always worth splitting. (A closure:
-        // on one thread the queries are not scanned for perceptual kinds at all.)
+        // A closure: on one thread the queries are not scanned for perceptual kinds at all.
         let worth_splitting = || {
             queries.len() >= PARALLEL_EXACT
                 || queries
@@ -327,37 +211,32 @@ impl Index {
             let part = queries.len().div_ceil(2 * threads).max(PARALLEL_CHUNK);
             let parts: Vec<Answers> = queries
                 .par_chunks(part)
-                .map(|chunk| self.match_chunk(chunk, include, near))
+                .map(|chunk| self.match_chunk(chunk, options))
                 .collect();
-            let mut all = Answers {
-                verdicts: Verdicts::default(),
-                near_misses: 0,
-            };
+            let mut all = Answers::default();
             for part in parts {
                 all.verdicts.append(part.verdicts);
                 all.near_misses += part.near_misses;
             }
             all
         } else {
-            self.match_chunk(queries, include, near)
+            self.match_chunk(queries, options)
         }
     }
 
-    /// The list indexes, in the order given at build.
-    pub fn list_indexes(&self) -> &[Arc<ListIndex>] {
-        &self.lists
+    /// Answers one query against every list (what a batch of one would answer).
+    pub fn match_one(&self, query: &Query) -> Verdict {
+        self.match_chunk(std::slice::from_ref(query), &MatchOptions::ALL)
+            .verdicts
+            .into_single()
     }
 
     /// Matches a chunk of queries on this thread. Exact kinds go through their filter for the
     /// whole chunk first, then the few that pass are looked up together
     /// ([`ExactTable::lookup_many`]): in both passes the memory accesses of different queries
     /// are independent, so the CPU overlaps their cache misses.
-    fn match_chunk(
-        &self,
-        queries: &[Query],
-        include: &(dyn Fn(&str) -> bool + Sync),
-        near: NearMiss,
-    ) -> Answers {
+    fn match_chunk(&self, queries: &[Query], options: &MatchOptions<'_>) -> Answers {
+        let near = options.near_miss;
         // Matches are rare: collect them as (query, match) pairs rather than giving every
         // query its own list up front, then hand them out in query order at the end.
         let mut hits: Vec<(u32, Match)> = Vec::new();
@@ -365,7 +244,7 @@ impl Index {
         let mut near_hit: Vec<u32> = Vec::new();
         // The queries of each kind, in order, shared by every list.
         let by_kind = group_by_kind(queries);
-        for list in self.lists.iter().filter(|l| include(&l.name)) {
+        for list in self.lists.iter().filter(|l| options.includes(&l.name)) {
             for k in &list.kinds {
                 let mine = &by_kind[k.kind as usize];
                 if mine.is_empty() {
@@ -374,86 +253,37 @@ impl Index {
                 match &k.search {
                     KindSearch::Exact { table, filter } => {
                         // Filter pass first: it rejects ~99.6% of misses from 9 bits per key.
-                        // Measured with 1 M distinct SHA-256 queries, one thread: with the
-                        // filter 28 M/s (1 M list) and 15 M/s (10 M list); batched table
-                        // lookups alone 9.4 M/s and 8.7 M/s.
                         let passed = filter.possible(
                             mine,
                             |i| queries[i as usize].hash.as_bytes(),
-                            |i| prefetch::prefetch(&queries[i as usize]),
+                            |i| crate::prefetch::prefetch(&queries[i as usize]),
                         );
                         let keys: Vec<&[u8]> = passed
                             .iter()
                             .map(|&i| queries[i as usize].hash.as_bytes())
                             .collect();
-                        let found: Vec<(u32, usize, u32)> = passed
+                        let found: Vec<Hit> = passed
                             .iter()
                             .zip(table.lookup_many(&keys))
-                            .flat_map(|(&i, range)| range.map(move |entry| (i, entry, 0)))
+                            .flat_map(|(&query, range)| {
+                                range.map(move |entry| Hit {
+                                    query,
+                                    entry,
+                                    distance: 0,
+                                })
+                            })
                             .collect();
                         list.push_matches(k, &found, &mut hits);
                     }
                     KindSearch::Perceptual { index } => {
-                        let column = list.set.hashes(&k.section);
-                        let len = k.kind.byte_len();
-                        let wide = (k.threshold + near.bits)
-                            .min(k.kind.max_threshold())
-                            .max(k.threshold);
-                        // (query, distance, row) of every code within the threshold.
-                        let mut found: Vec<(u32, u32, u32)> = Vec::new();
-                        if index.prefers_batch(mine.len()) {
-                            let bytes: Vec<u8> = mine
-                                .iter()
-                                .flat_map(|&i| queries[i as usize].hash.as_bytes())
-                                .copied()
-                                .collect();
-                            index.search_batch(&bytes, k.threshold, |j, row, d| {
-                                found.push((mine[j as usize], d, row));
-                            });
-                            found.sort_unstable();
-                            found.dedup();
-                        } else {
-                            for &i in mine {
-                                let q = queries[i as usize].hash.as_bytes();
-                                for (row, d) in index.search(q, k.threshold) {
-                                    found.push((i, d, row));
-                                }
-                            }
-                        }
-                        let mut found = found.into_iter().peekable();
-                        let mut entries: Vec<(u32, usize, u32)> = Vec::new();
-                        for &i in mine {
-                            let mut any = false;
-                            while let Some((_, distance, row)) = found.next_if(|&(j, _, _)| j == i)
-                            {
-                                any = true;
-                                let row = row as usize;
-                                let hash = &column[row * len..(row + 1) * len];
-                                let mut entry = row;
-                                while entry < k.section.count
-                                    && &column[entry * len..(entry + 1) * len] == hash
-                                {
-                                    entries.push((i, entry, distance));
-                                    entry += 1;
-                                }
-                            }
-                            // A sampled query with no match here: is anything just beyond?
-                            // (Matches in other lists are discounted at the end.)
-                            if !any
-                                && wide > k.threshold
-                                && near.bits > 0
-                                && near.sample()
-                                && index.any_within(queries[i as usize].hash.as_bytes(), wide)
-                            {
-                                near_hit.push(i);
-                            }
-                        }
+                        let entries =
+                            list.search_perceptual(k, index, queries, mine, near, &mut near_hit);
                         list.push_matches(k, &entries, &mut hits);
                     }
                 }
             }
         }
-        // Stable: a query's matches keep their list/kind order until `decide` sorts them.
+        // Stable: a query's matches keep their list/kind order until they are decided.
         hits.sort_by_key(|&(i, _)| i);
         near_hit.sort_unstable();
         near_hit.dedup();
@@ -461,45 +291,11 @@ impl Index {
             .iter()
             .filter(|&&i| hits.binary_search_by_key(&i, |&(j, _)| j).is_err())
             .count();
-        // Only queries with a match or a low-quality PDQ hash get a verdict of their own (in
-        // query order); every other query is a plain miss.
-        let mut hits = hits.into_iter().peekable();
-        let mut low = by_kind[HashKind::Pdq as usize]
-            .iter()
-            .copied()
-            .filter(|&i| low_quality(&queries[i as usize]))
-            .peekable();
-        let mut decided: Vec<(u32, Verdict)> = Vec::new();
-        while let Some(i) = match (hits.peek(), low.peek()) {
-            (Some(&(h, _)), Some(&l)) => Some(h.min(l)),
-            (Some(&(h, _)), None) => Some(h),
-            (None, l) => l.copied(),
-        } {
-            let mut verdict = Verdict::NO_MATCH;
-            while let Some((_, m)) = hits.next_if(|&(j, _)| j == i) {
-                verdict.matches.push(m);
-            }
-            low.next_if_eq(&i);
-            decide(&queries[i as usize], &mut verdict);
-            decided.push((i, verdict));
-        }
-        let verdicts = Verdicts {
-            len: queries.len(),
-            decided,
-        };
+        let verdicts = Verdicts::assemble(queries, hits, &by_kind[HashKind::Pdq as usize]);
         Answers {
             verdicts,
             near_misses,
         }
-    }
-
-    /// Answers one query.
-    pub fn match_one(&self, query: &Query) -> Verdict {
-        self.match_chunk(std::slice::from_ref(query), &|_| true, NearMiss::OFF)
-            .verdicts
-            .decided
-            .pop()
-            .map_or(Verdict::NO_MATCH, |(_, v)| v)
     }
 }
 
@@ -587,40 +383,94 @@ impl ListIndex {
         &self.set
     }
 
-    /// Bytes of search structures beyond the set itself (filters, directories, id tables,
-    /// packed codes).
-    pub fn memory_bytes(&self) -> usize {
-        self.kinds
-            .iter()
-            .map(|k| match &k.search {
-                // The keys are the set's own column.
-                KindSearch::Exact { table, filter } => {
-                    table.parts().1.len() * 4 + filter.memory_bytes()
-                }
-                KindSearch::Perceptual { index } => index.memory_bytes(),
-            })
-            .sum()
-    }
-
-    /// Appends a [`Match`] for each `(query, entry, distance)` to `hits`, in order. The
-    /// entries are prefetched first (fields, then reference bytes), so that reading a few
-    /// hundred matched entries costs overlapping cache misses rather than three in a row
-    /// each.
-    fn push_matches(
+    /// Every entry of kind `k` within its threshold of the queries at positions `mine`, by
+    /// query then entry. Rows found are expanded to the run of equal hashes they start. A
+    /// sampled query with no match here that has an entry within the near-miss radius is
+    /// added to `near_hit` (matches in other lists are discounted by the caller).
+    fn search_perceptual(
         &self,
         k: &KindIndex,
-        found: &[(u32, usize, u32)],
-        hits: &mut Vec<(u32, Match)>,
-    ) {
+        index: &HammingIndex,
+        queries: &[Query],
+        mine: &[u32],
+        near: NearMiss,
+        near_hit: &mut Vec<u32>,
+    ) -> Vec<Hit> {
+        let column = self.set.hashes(&k.section);
+        let len = k.kind.byte_len();
+        let wide = (k.threshold + near.bits)
+            .min(k.kind.max_threshold())
+            .max(k.threshold);
+        // Rows within the threshold, by query (a row may be found through several chunks).
+        let mut rows: Vec<Hit> = Vec::new();
+        if index.prefers_batch(mine.len()) {
+            let bytes: Vec<u8> = mine
+                .iter()
+                .flat_map(|&i| queries[i as usize].hash.as_bytes())
+                .copied()
+                .collect();
+            index.search_batch(&bytes, k.threshold, |j, row, distance| {
+                rows.push(Hit {
+                    query: mine[j as usize],
+                    entry: row as usize,
+                    distance,
+                });
+            });
+            rows.sort_unstable();
+            rows.dedup();
+        } else {
+            for &query in mine {
+                let q = queries[query as usize].hash.as_bytes();
+                rows.extend(
+                    index
+                        .search(q, k.threshold)
+                        .into_iter()
+                        .map(|(row, distance)| Hit {
+                            query,
+                            entry: row as usize,
+                            distance,
+                        }),
+                );
+            }
+        }
+        let mut rows = rows.into_iter().peekable();
+        let mut entries: Vec<Hit> = Vec::new();
+        for &query in mine {
+            let mut any = false;
+            while let Some(row) = rows.next_if(|r| r.query == query) {
+                any = true;
+                let hash = &column[row.entry * len..(row.entry + 1) * len];
+                let mut entry = row.entry;
+                while entry < k.section.count && &column[entry * len..(entry + 1) * len] == hash {
+                    entries.push(Hit { entry, ..row });
+                    entry += 1;
+                }
+            }
+            if !any
+                && wide > k.threshold
+                && near.bits > 0
+                && near.sample()
+                && index.any_within(queries[query as usize].hash.as_bytes(), wide)
+            {
+                near_hit.push(query);
+            }
+        }
+        entries
+    }
+
+    /// Appends a [`Match`] for each hit to `hits`, in order. The entries are prefetched first
+    /// (fields, then reference bytes), so that reading a few hundred matched entries costs
+    /// overlapping cache misses rather than three in a row each.
+    fn push_matches(&self, k: &KindIndex, found: &[Hit], hits: &mut Vec<(u32, Match)>) {
         for reference in [false, true] {
-            for &(_, entry, _) in found {
-                self.set.prefetch_entry(&k.section, entry, reference);
+            for hit in found {
+                self.set.prefetch_entry(&k.section, hit.entry, reference);
             }
         }
         hits.extend(
             found
                 .iter()
-                .map(|&(i, entry, distance)| (i, self.entry_match(k, entry, distance))),
+                .map(|h| (h.query, self.entry_match(k, h.entry, h.distance))),
         );
     }
 
@@ -657,37 +507,25 @@ fn group_by_kind(queries: &[Query]) -> [Vec<u32>; HashKind::ALL.len()] {
     by_kind
 }
 
-/// A PDQ hash with a quality under [`MIN_TRUSTED_QUALITY`]: no verdict either way.
-fn low_quality(query: &Query) -> bool {
-    query.hash.kind() == HashKind::Pdq && query.quality.is_some_and(|q| q < MIN_TRUSTED_QUALITY)
-}
-
-/// Sorts a query's matches by distance and decides its verdict.
-fn decide(query: &Query, verdict: &mut Verdict) {
-    let matches = &mut verdict.matches;
-    if matches.len() > 1 {
-        matches.sort_by(|a, b| {
-            (a.distance, &a.list, &a.category, &a.reference).cmp(&(
-                b.distance,
-                &b.list,
-                &b.category,
-                &b.reference,
-            ))
-        });
-    }
-    verdict.verdict = if low_quality(query) {
-        Decision::LowQuality
-    } else if matches.is_empty() {
-        Decision::NoMatch
-    } else {
-        Decision::Match
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::hashset::format::{EntryTable, Header};
+
+    /// One verdict per query, against every list.
+    fn dense(index: &Index, queries: &[Query]) -> Vec<Verdict> {
+        index
+            .match_batch(queries, &MatchOptions::ALL)
+            .verdicts
+            .into_vec()
+    }
+
+    fn near(near_miss: NearMiss) -> MatchOptions<'static> {
+        MatchOptions {
+            lists: None,
+            near_miss,
+        }
+    }
 
     fn set(
         name: &str,
@@ -733,12 +571,15 @@ mod tests {
             hash: HashValue::parse(kind, hex).unwrap(),
             quality,
         };
-        let verdicts = index.match_batch(&[
-            q(HashKind::Pdq, &pdq, Some(100)),
-            q(HashKind::Md5, md5, None),
-            q(HashKind::Md5, &"0".repeat(32), None),
-            q(HashKind::Pdq, &pdq, Some(20)),
-        ]);
+        let verdicts = dense(
+            &index,
+            &[
+                q(HashKind::Pdq, &pdq, Some(100)),
+                q(HashKind::Md5, md5, None),
+                q(HashKind::Md5, &"0".repeat(32), None),
+                q(HashKind::Pdq, &pdq, Some(20)),
+            ],
+        );
         let v = &verdicts[0];
         assert_eq!(v.verdict, Decision::Match);
         // Both alpha entries at distance 0; beta's entry is 4 bits away, over its threshold 3.
@@ -761,10 +602,10 @@ mod tests {
             .map(|m| (&*m.list, m.distance))
             .collect();
         assert_eq!(found, [("beta", 0), ("alpha", 4), ("alpha", 4)]);
-        let json = serde_json::to_string(&near.matches[0]).unwrap();
+        let beta = &near.matches[0];
         assert_eq!(
-            json,
-            r#"{"list":"beta","version":7,"kind":"pdq","category":"c2","ref":"B-1","distance":0}"#
+            (beta.version, beta.kind, &*beta.category, &*beta.reference),
+            (7, HashKind::Pdq, "c2", "B-1")
         );
     }
 
@@ -800,7 +641,7 @@ mod tests {
         let queries: Vec<Query> = (0..3 * PARALLEL_CHUNK + 7)
             .map(|i| kinds[(i * 7 + i / 5) % kinds.len()])
             .collect();
-        let sparse = index.match_sparse(&queries);
+        let sparse = index.match_batch(&queries, &MatchOptions::ALL).verdicts;
         assert_eq!(sparse.len(), queries.len());
         let single: Vec<Verdict> = queries.iter().map(|q| index.match_one(q)).collect();
         assert!(sparse.iter().eq(single.iter()));
@@ -864,7 +705,7 @@ mod tests {
                 }
             })
             .collect();
-        let batch = index.match_batch(&queries);
+        let batch = dense(&index, &queries);
         let single: Vec<Verdict> = queries.iter().map(|q| index.match_one(q)).collect();
         assert_eq!(batch, single);
         assert!(
@@ -900,7 +741,7 @@ mod tests {
             q(&away(27)),
             q(&away(40)),
         ];
-        let answers = index.match_batch_near(&queries, &|_| true, NearMiss { bits: 16, every: 1 });
+        let answers = index.match_batch(&queries, &near(NearMiss { bits: 16, every: 1 }));
         assert_eq!(
             answers.near_misses, 2,
             "12 and 26 bits: beyond 10, within 10 + 16"
@@ -918,12 +759,12 @@ mod tests {
         );
         assert_eq!(
             answers.verdicts.into_vec(),
-            index.match_batch(&queries),
+            dense(&index, &queries),
             "same verdicts either way"
         );
         assert_eq!(
             index
-                .match_batch_near(&queries, &|_| true, NearMiss::OFF)
+                .match_batch(&queries, &near(NearMiss::OFF))
                 .near_misses,
             0
         );
@@ -940,19 +781,19 @@ mod tests {
         let index = Index::build(vec![b]).unwrap();
         assert_eq!(
             index
-                .match_batch_near(&[q(&base)], &|_| true, NearMiss { bits: 16, every: 1 })
+                .match_batch(&[q(&base)], &near(NearMiss { bits: 16, every: 1 }))
                 .near_misses,
             0
         );
         assert_eq!(
             index
-                .match_batch_near(&[q(&away(20))], &|_| true, NearMiss { bits: 16, every: 1 })
+                .match_batch(&[q(&away(20))], &near(NearMiss { bits: 16, every: 1 }))
                 .near_misses,
             0
         );
         assert_eq!(
             index
-                .match_batch_near(&[q(&away(31))], &|_| true, NearMiss { bits: 16, every: 1 })
+                .match_batch(&[q(&away(31))], &near(NearMiss { bits: 16, every: 1 }))
                 .near_misses,
             1
         );

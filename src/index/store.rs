@@ -410,7 +410,7 @@ pub fn open_or_build(
 mod tests {
     use super::*;
     use crate::hashset::format::{EntryTable, Header};
-    use crate::index::{Index, Query};
+    use crate::index::{Index, MatchOptions, Query};
     use crate::kinds::{HashKind, HashValue};
 
     fn random_set(n: usize, seed: u64) -> Arc<HashSetFile> {
@@ -493,8 +493,14 @@ mod tests {
         };
         assert!(!sketches(&built).is_empty());
         assert_eq!(sketches(&loaded), sketches(&built));
-        let a = Index::from_lists(vec![Arc::new(built)]).match_batch(&qs);
-        let b = Index::from_lists(vec![Arc::new(loaded)]).match_batch(&qs);
+        let a = Index::from_lists(vec![Arc::new(built)])
+            .match_batch(&qs, &MatchOptions::ALL)
+            .verdicts
+            .into_vec();
+        let b = Index::from_lists(vec![Arc::new(loaded)])
+            .match_batch(&qs, &MatchOptions::ALL)
+            .verdicts
+            .into_vec();
         assert_eq!(a, b);
         assert!(a.iter().filter(|v| !v.matches.is_empty()).count() >= set.len());
     }

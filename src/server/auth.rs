@@ -5,7 +5,7 @@
 //! against every list.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::http::HeaderMap;
@@ -78,16 +78,18 @@ enum Who {
 #[derive(Debug)]
 pub struct Auth {
     keys: Vec<Key>,
-    partners: Vec<PartnerAuth>,
-    admins: Vec<String>,
-    anonymous: Option<PartnerAuth>,
+    /// Shared with the requests they make (a request's [`Caller`] outlives no borrow).
+    partners: Vec<Arc<PartnerAuth>>,
+    admins: Vec<Arc<str>>,
+    anonymous: Option<Arc<PartnerAuth>>,
 }
 
 /// The caller of one request.
-#[derive(Debug, Clone, Copy)]
-pub enum Caller<'a> {
-    Partner(&'a PartnerAuth),
-    Admin(&'a str),
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Partner(Arc<PartnerAuth>),
+    /// An admin, by name.
+    Admin(Arc<str>),
 }
 
 impl Auth {
@@ -102,7 +104,7 @@ impl Auth {
                     digest: p.key_sha256,
                     who: Who::Partner(i),
                 });
-                PartnerAuth {
+                Arc::new(PartnerAuth {
                     name: p.name.clone(),
                     lists: Some(p.lists.clone()),
                     distance: p.distance,
@@ -111,7 +113,7 @@ impl Auth {
                         tokens: f64::from(p.rate_per_second),
                         last: Instant::now(),
                     })),
-                }
+                })
             })
             .collect();
         let admins = config
@@ -123,14 +125,16 @@ impl Auth {
                     digest: a.key_sha256,
                     who: Who::Admin(i),
                 });
-                a.name.clone()
+                Arc::from(a.name.as_str())
             })
             .collect();
-        let anonymous = config.is_open_demo().then(|| PartnerAuth {
-            name: "anonymous".into(),
-            lists: None,
-            distance: DistancePolicy::Exact,
-            limiter: None,
+        let anonymous = config.is_open_demo().then(|| {
+            Arc::new(PartnerAuth {
+                name: "anonymous".into(),
+                lists: None,
+                distance: DistancePolicy::Exact,
+                limiter: None,
+            })
         });
         Auth {
             keys,
@@ -140,17 +144,9 @@ impl Auth {
         }
     }
 
-    /// A partner by name (or the anonymous demo caller).
-    pub fn partner_named(&self, name: &str) -> Option<&PartnerAuth> {
-        self.partners
-            .iter()
-            .chain(self.anonymous.as_ref())
-            .find(|p| p.name == name)
-    }
-
     /// The caller named by the request's bearer key. Without a key: the anonymous demo
     /// caller if there is one. `None`: unauthenticated (a 401).
-    pub fn caller(&self, headers: &HeaderMap) -> Option<Caller<'_>> {
+    pub fn caller(&self, headers: &HeaderMap) -> Option<Caller> {
         let presented = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -159,7 +155,7 @@ impl Auth {
                 scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
             });
         let Some(key) = presented else {
-            return self.anonymous.as_ref().map(Caller::Partner);
+            return self.anonymous.clone().map(Caller::Partner);
         };
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         // Compare against every key, whatever matched, so the time taken does not depend on
@@ -171,8 +167,8 @@ impl Auth {
             }
         }
         match found? {
-            Who::Partner(i) => self.partners.get(i).map(Caller::Partner),
-            Who::Admin(i) => self.admins.get(i).map(|n| Caller::Admin(n.as_str())),
+            Who::Partner(i) => self.partners.get(i).cloned().map(Caller::Partner),
+            Who::Admin(i) => self.admins.get(i).cloned().map(Caller::Admin),
         }
     }
 }

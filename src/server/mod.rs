@@ -64,6 +64,14 @@ pub struct ListStatus {
     pub last_refusal: Option<Refused>,
 }
 
+impl ListStatus {
+    /// Whether the version this status describes may serve at `now`: it has not expired
+    /// (a list with no version yet has nothing to expire).
+    pub fn serving(&self, now: i64) -> bool {
+        self.expires_unix.is_none_or(|e| e > now)
+    }
+}
+
 /// The last file a list refused, and why.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Refused {
@@ -136,7 +144,7 @@ pub struct AppState {
 pub enum StartError {
     #[error(transparent)]
     Update(#[from] updates::UpdateError),
-    #[error("cannot start the updater thread: {0}")]
+    #[error("cannot start the updater or audit thread: {0}")]
     Thread(std::io::Error),
 }
 
@@ -146,6 +154,9 @@ impl AppState {
     pub fn start(config: Config) -> Result<Arc<AppState>, StartError> {
         let shared = Arc::new(Shared::new(&config));
         let updater = updates::Updater::new(&config, Arc::clone(&shared))?;
+        let audit =
+            audit::AuditLog::start(config.audit_log.clone(), config.limits.audit_rotate_bytes)
+                .map_err(StartError::Thread)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("hashsieve-updater".into())
@@ -153,7 +164,7 @@ impl AppState {
             .map_err(StartError::Thread)?;
         Ok(Arc::new(AppState {
             auth: auth::Auth::new(&config),
-            audit: audit::AuditLog::new(config.audit_log.clone(), config.limits.audit_rotate_bytes),
+            audit,
             config,
             shared,
             updater: Mutex::new(tx),

@@ -17,12 +17,13 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::clock::{now_unix, rfc3339};
 use crate::config::{Config, ListConfig, Source};
+use crate::hashset::FormatError;
 use crate::hashset::delta::DeltaError;
 use crate::hashset::format::HashSetFile;
 use crate::hashset::signing::{Published, signature_key_id};
 use crate::hashset::trust::{self, Policy, Refusal, StateError, TrustState};
-use crate::hashset::{FormatError, now_unix, rfc3339};
 use crate::index::store;
 use crate::index::{IndexError, ListIndex};
 use crate::kinds::hex_lower;

@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use hashsieve::clock::now_unix;
+use hashsieve::hashset::FormatError;
 use hashsieve::hashset::format::{EntryTable, Header};
 use hashsieve::hashset::signing::{Published, sign};
 use hashsieve::hashset::trust::{Policy, Refusal, TrustState, signature_path, verify_path};
-use hashsieve::hashset::{FormatError, now_unix};
 use hashsieve::kinds::{HashKind, HashValue};
 use minisign::KeyPair;
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use hashsieve::hashset::format::{EntryTable, HashSetFile, Header};
-use hashsieve::index::{Decision, Index, Query};
+use hashsieve::index::{Decision, Index, MatchOptions, Query};
 use hashsieve::kinds::{HashKind, HashValue, hamming_bytes};
 use proptest::prelude::*;
 
@@ -71,7 +71,7 @@ proptest! {
         let set = Arc::new(HashSetFile::parse(table.to_set_bytes(&header).unwrap().0).unwrap());
         let index = Index::build(vec![set]).unwrap();
         let qs: Vec<Query> = queries.iter().map(|q| Query { hash: HashValue::from_bytes(kind, q).unwrap(), quality: None }).collect();
-        for (q, v) in queries.iter().zip(index.match_batch(&qs)) {
+        for (q, v) in queries.iter().zip(index.match_batch(&qs, &MatchOptions::ALL).verdicts.into_vec()) {
             let mut expected: Vec<(u32, String)> = entries
                 .iter()
                 .enumerate()

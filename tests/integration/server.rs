@@ -454,7 +454,8 @@ fn matching_endpoints_entitlements_and_distance_policies() {
         "Ready",
         "Accepted",
         "ListsDoc",
-        "MatchResponseDoc",
+        "MatchResponse",
+        "VerdictOut",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
@@ -1070,7 +1071,23 @@ fn spawn_serve(
     Vec<String>,
     String,
 ) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hashsieve"))
+    let command = std::process::Command::new(env!("CARGO_BIN_EXE_hashsieve"));
+    spawn_serve_with(command, cwd, args, scheme)
+}
+
+/// [`spawn_serve`] with a command prepared by the caller (its environment, say).
+fn spawn_serve_with(
+    mut command: std::process::Command,
+    cwd: &Path,
+    args: &[&str],
+    scheme: &str,
+) -> (
+    ServeChild,
+    std::sync::mpsc::Receiver<String>,
+    Vec<String>,
+    String,
+) {
+    let mut child = command
         .args(args)
         .current_dir(cwd)
         .stderr(std::process::Stdio::piped())
@@ -1097,7 +1114,11 @@ fn spawn_serve(
         };
         log.push(line.clone());
         if let Some(at) = line.find(&marker) {
-            let addr = line[at + marker.len()..].trim().to_owned();
+            // The address ends the message (text logs) or the JSON string holding it.
+            let addr: String = line[at + marker.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+                .collect();
             return (ServeChild(child), rx, log, addr);
         }
     }
@@ -1133,6 +1154,8 @@ fn serve_binary_runs_the_demo_and_refuses_bad_configs() {
         log.iter().any(|l| l.contains("unauthenticated local demo")),
         "{log:?}"
     );
+    // stderr is a pipe here: plain text, no colour codes for a log file to carry.
+    assert!(log.iter().all(|l| !l.contains('\x1b')), "{log:?}");
     let client = Client::new();
     wait_until_serving_newest(&client, &format!("http://{addr}"));
     let (md5, _) = entry("alpha-2.csv", "md5");
@@ -1158,6 +1181,42 @@ fn serve_binary_runs_the_demo_and_refuses_bad_configs() {
     );
     assert!(log.contains("shutting down"), "{log}");
     assert!(status.success(), "{log}");
+
+    // For log collectors: one JSON object per line, from the flag or the environment.
+    for args in [
+        &["serve", "--listen", "127.0.0.1:0", "--log-format", "json"][..],
+        &["serve", "--listen", "127.0.0.1:0"][..],
+    ] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hashsieve"));
+        command.env("HASHSIEVE_LOG_FORMAT", "json");
+        let (mut child, rx, mut log, _addr) = spawn_serve_with(command, dir.path(), args, "http");
+        child.terminate();
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+            log.push(line);
+        }
+        for line in &log {
+            let record: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(
+                record["level"].is_string() && record["fields"]["message"].is_string(),
+                "{line}"
+            );
+        }
+        assert!(log.iter().any(|l| l.contains("shutting down")), "{log:?}");
+    }
+
+    // --listen is validated like the file's `listen`: beyond loopback only with partners.
+    let out = crate::util::hashsieve()
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a loopback address"),
+        "{}",
+        stderr(&out)
+    );
 
     // Bad configs: named key, non-zero exit.
     let bad = dir.path().join("bad.toml");

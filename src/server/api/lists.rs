@@ -1,0 +1,146 @@
+//! `GET /v1/lists` (what each caller may see of the lists) and `POST /v1/admin/hashsets/{list}`
+//! (an admin uploads a signed set or delta, which the updater verifies like any other).
+
+use axum::body::Bytes;
+use axum::extract::multipart::{Field, MultipartRejection};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Multipart, Path, State};
+use axum::response::Response;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::caller::{Admin, Known};
+use super::{ProblemDoc, Shared, json_ok};
+use crate::server::auth::Caller;
+use crate::server::problem::Problem;
+use crate::server::updates::Command;
+
+/// `GET /v1/lists`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ListsDoc {
+    lists: Vec<crate::server::ListStatus>,
+}
+
+/// `POST /v1/admin/hashsets/{list}` accepted: the version now serving.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Accepted {
+    list: String,
+    version: u64,
+}
+
+/// The lists the caller may see.
+#[utoipa::path(
+    get,
+    path = "/v1/lists",
+    responses(
+        (status = 200, description = "Lists with versions, counts, dates, signing key, last update and refusal", body = ListsDoc),
+        (status = 401, description = "Missing or unknown key", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn lists(State(state): Shared, Known(caller): Known) -> Response {
+    let lists = state
+        .shared
+        .statuses()
+        .into_iter()
+        .filter(|s| match &caller {
+            Caller::Admin(_) => true,
+            Caller::Partner(p) => p.may_see(&s.name),
+        })
+        .collect();
+    json_ok(&ListsDoc { lists })
+}
+
+/// Upload a signed set or delta for a list (admins).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/hashsets/{list}",
+    params(("list" = String, Path, description = "configured list name")),
+    request_body(content = String, content_type = "multipart/form-data", description = "fields `file` (.hset or .hdelta) and `signature` (its .minisig)"),
+    responses(
+        (status = 200, description = "Accepted: the version now serving", body = Accepted),
+        (status = 400, description = "Not a valid upload", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such list", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Too large", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Refused (reason in detail); the previous version keeps serving", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn admin_upload(
+    State(state): Shared,
+    Admin(admin): Admin,
+    path: Result<Path<String>, PathRejection>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, Problem> {
+    // A name that is not UTF-8 after decoding names no configured list.
+    let Path(list) =
+        path.map_err(|e| Problem::not_found(format!("no such list: {}", e.body_text())))?;
+    if !state.config.lists.iter().any(|l| l.name == list) {
+        return Err(Problem::not_found(format!(
+            "no list named {list:?} is configured"
+        )));
+    }
+    let mut multipart = multipart.map_err(|e| {
+        Problem::invalid_upload(format!("not multipart/form-data: {}", e.body_text()))
+    })?;
+    let (mut file, mut signature) = (None, None);
+    let limit = usize::try_from(state.config.limits.max_set_bytes).unwrap_or(usize::MAX);
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| Problem::invalid_upload(format!("unreadable: {}", e.body_text())))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        let bytes = read_field(field, limit).await?;
+        match name.as_str() {
+            "file" => file = Some(bytes),
+            "signature" => signature = Some(bytes),
+            other => {
+                return Err(Problem::invalid_upload(format!(
+                    "unexpected field {other:?}; expected `file` and `signature`"
+                )));
+            }
+        }
+    }
+    let (Some(file), Some(signature)) = (file, signature) else {
+        return Err(Problem::invalid_upload(
+            "send multipart fields `file` (the .hset or .hdelta) and `signature` (its .minisig)",
+        ));
+    };
+    let signature = String::from_utf8(signature.to_vec())
+        .map_err(|_| Problem::invalid_upload("the signature (.minisig) is not UTF-8 text"))?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let sent = state.send(Command::Offer {
+        list: list.clone(),
+        bytes: file.to_vec(),
+        signature,
+        reply,
+    });
+    match if sent { answer.await.ok() } else { None } {
+        Some(Ok(version)) => {
+            tracing::info!(%admin, list, version, "uploaded hash set accepted");
+            Ok(json_ok(&Accepted { list, version }))
+        }
+        Some(Err(reason)) => Err(Problem::update_refused(reason)),
+        None => Err(Problem::updater_stopped()),
+    }
+}
+
+async fn read_field(mut field: Field<'_>, limit: usize) -> Result<Bytes, Problem> {
+    let mut out = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| Problem::invalid_upload(format!("unreadable: {}", e.body_text())))?
+    {
+        if out.len() + chunk.len() > limit {
+            return Err(Problem::body_too_large(format!(
+                "the upload is over the limit of {limit} bytes (limits.max_set_bytes)"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(out))
+}

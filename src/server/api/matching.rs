@@ -1,0 +1,283 @@
+//! `POST /v1/match` and `GET /v1/match/{kind}/{hash}`: verdicts for a partner's hashes,
+//! against the lists it is entitled to, from one snapshot per request.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query as UrlQuery, State};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+
+use super::caller::Partner;
+use super::{ProblemDoc, Shared, json_ok, read_body};
+use crate::clock::{now_unix, rfc3339};
+use crate::index::{Decision, MatchOptions, NearMiss, Query, Verdict, Verdicts};
+use crate::server::audit::{AuditRecord, Pending};
+use crate::server::auth::PartnerAuth;
+use crate::server::problem::Problem;
+use crate::server::{AppState, Snapshot};
+use crate::wire::{MatchRequest, MatchResponse, QueryIn, VerdictOut};
+
+/// Batches up to this size are matched on the request's task; larger ones on the blocking
+/// pool, so that a big PDQ batch does not stall other requests.
+const INLINE_QUERIES: usize = 256;
+
+/// Matches `queries` for `partner` against the entitled lists (narrowed to `only` when
+/// given), drops the matches of low-quality queries for lists that do not report them,
+/// hands the matches to the audit log (the caller waits for [`Pending`] before answering)
+/// and counts the metrics. Only the queries that are not a plain miss are visited (a batch
+/// of 1 000 holds about ten).
+pub(super) fn answer(
+    state: &AppState,
+    snapshot: &Snapshot,
+    partner: &PartnerAuth,
+    queries: &[Query],
+    only: Option<&BTreeSet<String>>,
+) -> (Verdicts, Option<Pending>) {
+    let include = |name: &str| partner.may_see(name) && only.is_none_or(|o| o.contains(name));
+    let limits = &state.config.limits;
+    let options = MatchOptions {
+        lists: Some(&include),
+        near_miss: NearMiss {
+            bits: limits.near_miss_bits,
+            every: limits.near_miss_sample,
+        },
+    };
+    let answers = snapshot.index.match_batch(queries, &options);
+    if answers.near_misses > 0 {
+        // Each sampled near miss stands for `every` queries.
+        let estimate = answers.near_misses as u64 * u64::from(options.near_miss.every);
+        state.shared.metrics.near_misses(&partner.name, estimate);
+    }
+    let mut verdicts = answers.verdicts;
+    let reports_low_quality = |list: &str| {
+        state
+            .config
+            .lists
+            .iter()
+            .any(|l| l.name == list && l.report_low_quality)
+    };
+    let time = rfc3339(now_unix());
+    let mut audit = Vec::new();
+    let mut per_list: BTreeMap<&str, u64> = BTreeMap::new();
+    for (i, v) in verdicts.decided_mut() {
+        let q = &queries[i];
+        if v.verdict == Decision::LowQuality {
+            v.matches.retain(|m| reports_low_quality(&m.list));
+        }
+        for m in &v.matches {
+            *per_list.entry(&m.list).or_default() += 1;
+            audit.push(AuditRecord {
+                time: &time,
+                partner: &partner.name,
+                list: &m.list,
+                version: m.version,
+                reference: &m.reference,
+                kind: q.hash.kind().name(),
+                distance: m.distance,
+            });
+        }
+    }
+    let pending = state.audit.record(&audit);
+    for (list, n) in per_list {
+        state.shared.metrics.matched(list, n);
+    }
+    state
+        .shared
+        .metrics
+        .queries(&partner.name, queries.len() as u64);
+    (verdicts, pending)
+}
+
+/// Logs a failed audit write: the match is still answered, but the operator must see it.
+fn audited(state: &AppState, written: std::io::Result<()>) {
+    if let Err(e) = written {
+        tracing::error!(path = %state.audit.path().display(), error = %e, "audit log write failed");
+    }
+}
+
+/// [`answer`] on the request's task for small batches, on the blocking pool for large ones;
+/// returns once the matches are in the audit log.
+pub(super) async fn run_answer(
+    state: &Arc<AppState>,
+    snapshot: Arc<Snapshot>,
+    partner: &Arc<PartnerAuth>,
+    queries: Vec<Query>,
+    only: Option<BTreeSet<String>>,
+) -> Result<(Arc<Snapshot>, Vec<Query>, Verdicts), Problem> {
+    if queries.len() <= INLINE_QUERIES {
+        let (verdicts, pending) = answer(state, &snapshot, partner, &queries, only.as_ref());
+        if let Some(pending) = pending {
+            audited(state, pending.written().await);
+        }
+        return Ok((snapshot, queries, verdicts));
+    }
+    let state = Arc::clone(state);
+    let partner = Arc::clone(partner);
+    tokio::task::spawn_blocking(move || {
+        let (verdicts, pending) = answer(&state, &snapshot, &partner, &queries, only.as_ref());
+        if let Some(pending) = pending {
+            audited(&state, pending.wait());
+        }
+        (snapshot, queries, verdicts)
+    })
+    .await
+    .map_err(|e| Problem::internal(format!("matching failed: {e}")))
+}
+
+/// `verdict` as `partner` may see it (its distance policy applied).
+pub(super) fn render<'a>(
+    partner: &PartnerAuth,
+    verdict: &'a Verdict,
+    query: Option<&Query>,
+) -> VerdictOut<'a> {
+    VerdictOut::new(verdict, query, |d| partner.distance.apply(d))
+}
+
+/// The versions of the lists `partner` may see (narrowed to `only`), as served by `snapshot`.
+fn served(
+    snapshot: &Snapshot,
+    partner: &PartnerAuth,
+    only: Option<&BTreeSet<String>>,
+) -> BTreeMap<String, u64> {
+    snapshot
+        .versions
+        .iter()
+        .filter(|(name, _)| partner.may_see(name) && only.is_none_or(|o| o.contains(*name)))
+        .map(|(n, v)| (n.clone(), *v))
+        .collect()
+}
+
+/// Checks an explicit list selection: every name configured and entitled (else 403).
+fn select_lists(
+    state: &AppState,
+    partner: &PartnerAuth,
+    lists: Option<Vec<String>>,
+) -> Result<Option<BTreeSet<String>>, Problem> {
+    let Some(lists) = lists else { return Ok(None) };
+    for name in &lists {
+        // An unknown list and a list not entitled look the same to a partner: what lists
+        // exist is not theirs to learn.
+        let configured = state.config.lists.iter().any(|l| &l.name == name);
+        if !configured || !partner.may_see(name) {
+            return Err(Problem::list_not_entitled(&partner.name, name));
+        }
+    }
+    Ok(Some(lists.into_iter().collect()))
+}
+
+/// Match a batch of hashes.
+#[utoipa::path(
+    post,
+    path = "/v1/match",
+    request_body = MatchRequest<'static>,
+    responses(
+        (status = 200, description = "One verdict per query, in order", body = MatchResponse<'static>),
+        (status = 400, description = "Not a match request", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "List not entitled, or an admin key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body or batch too large", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A query is invalid", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited (Retry-After)", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn match_batch(
+    State(state): Shared,
+    Partner(partner): Partner,
+    body: Body,
+) -> Result<Response, Problem> {
+    let bytes = read_body(body, state.config.limits.max_body_bytes).await?;
+    let request: MatchRequest<'_> = serde_json::from_slice(&bytes).map_err(|e| {
+        Problem::invalid_json(format!(
+            "{e}; expected {{\"queries\":[{{\"kind\",\"hash\",\"quality\"?}}],\"lists\":[..]?}}"
+        ))
+    })?;
+    let max = state.config.limits.max_batch;
+    if request.queries.len() > max {
+        return Err(Problem::batch_too_large(request.queries.len(), max));
+    }
+    let queries = request
+        .queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            q.to_query()
+                .map_err(|e| Problem::invalid_query(format!("queries[{i}].{e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let only = select_lists(&state, &partner, request.lists)?;
+    let snapshot = state.shared.snapshot.load_full();
+    let (snapshot, _queries, verdicts) =
+        run_answer(&state, snapshot, &partner, queries, only.clone()).await?;
+    let out = MatchResponse {
+        results: verdicts.iter().map(|v| render(&partner, v, None)).collect(),
+        lists: served(&snapshot, &partner, only.as_ref()),
+    };
+    Ok(json_ok(&out))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SingleParams {
+    /// PDQ quality (0-100).
+    quality: Option<u8>,
+}
+
+/// Match one hash (inline blocking).
+#[utoipa::path(
+    get,
+    path = "/v1/match/{kind}/{hash}",
+    params(
+        ("kind" = String, Path, description = "md5, sha1, sha256, blake3, pdq, phash, dhash or ahash"),
+        ("hash" = String, Path, description = "hex"),
+        SingleParams,
+    ),
+    responses(
+        (status = 200, description = "The verdict, with its query and the lists matched", body = VerdictOut<'static>),
+        (status = 401, description = "Missing or unknown key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid kind, hash or quality", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn match_single(
+    State(state): Shared,
+    Partner(partner): Partner,
+    path: Result<Path<(String, String)>, PathRejection>,
+    params: Result<UrlQuery<SingleParams>, QueryRejection>,
+) -> Result<Response, Problem> {
+    // A path that is not UTF-8 after decoding (`/v1/match/md5/%ff`) is an invalid query,
+    // answered like the others (axum's own rejection is plain text).
+    let Path((kind, hash)) =
+        path.map_err(|e| Problem::invalid_query(format!("path: {}", e.body_text())))?;
+    let params =
+        params.map_err(|e| Problem::invalid_query(format!("query string: {}", e.body_text())))?;
+    let query = QueryIn {
+        kind: Cow::Owned(kind),
+        hash: Cow::Owned(hash),
+        quality: params.quality,
+    }
+    .to_query()
+    .map_err(Problem::invalid_query)?;
+    let snapshot = state.shared.snapshot.load_full();
+    let (snapshot, _, verdicts) = run_answer(&state, snapshot, &partner, vec![query], None).await?;
+    #[derive(Serialize)]
+    struct Out<'a> {
+        #[serde(flatten)]
+        verdict: VerdictOut<'a>,
+        lists: BTreeMap<String, u64>,
+    }
+    let verdict = verdicts
+        .iter()
+        .next()
+        .ok_or_else(|| Problem::internal("no verdict for the query"))?;
+    Ok(json_ok(&Out {
+        verdict: render(&partner, verdict, Some(&query)),
+        lists: served(&snapshot, &partner, None),
+    }))
+}

@@ -1,0 +1,249 @@
+//! The JSON of matching, defined once: what a partner sends (`POST /v1/match`) and the
+//! verdicts it gets back, written by the server and by offline `hashsieve match`, read by the
+//! client. The index has its own types ([`crate::index::Verdict`]); these are how they are
+//! spelled on the wire, and the OpenAPI document is generated from them.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::index::{Decision, Query, Verdict};
+use crate::kinds::{HashKind, HashValue};
+
+/// `POST /v1/match` body.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MatchRequest<'a> {
+    #[serde(borrow)]
+    pub queries: Vec<QueryIn<'a>>,
+    /// Match against only these lists (each must be entitled); all entitled lists if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lists: Option<Vec<String>>,
+}
+
+// The strings borrow from the request body unless they hold escapes: two allocations per
+// query were a measurable part of the server's time on large batches. (A `//` comment: doc
+// comments here are the OpenAPI description partners read.)
+/// One hash to look up.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryIn<'a> {
+    /// md5, sha1, sha256, blake3, pdq, phash, dhash or ahash.
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub kind: Cow<'a, str>,
+    /// Lowercase or uppercase hex of the kind's length.
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub hash: Cow<'a, str>,
+    /// PDQ quality (0-100); under 50 gives verdict `low_quality`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<u8>,
+}
+
+impl QueryIn<'static> {
+    /// How a client sends `query`.
+    pub fn of(query: &Query) -> QueryIn<'static> {
+        QueryIn {
+            kind: Cow::Borrowed(query.hash.kind().name()),
+            hash: Cow::Owned(query.hash.to_hex()),
+            quality: query.quality,
+        }
+    }
+}
+
+impl QueryIn<'_> {
+    /// The query, or which field is wrong and why (`kind: ...`, `hash: ...`, `quality: ...`).
+    pub fn to_query(&self) -> Result<Query, String> {
+        let kind: HashKind = self.kind.parse().map_err(|e| format!("kind: {e}"))?;
+        let hash = HashValue::parse(kind, &self.hash).map_err(|e| format!("hash: {e}"))?;
+        match self.quality {
+            Some(v) if v > 100 => Err(format!("quality: {v} is over 100")),
+            Some(_) if kind != HashKind::Pdq => {
+                Err("quality: only pdq queries take a quality".into())
+            }
+            quality => Ok(Query { hash, quality }),
+        }
+    }
+}
+
+/// `POST /v1/match` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MatchResponse<'a> {
+    /// One verdict per query, in query order.
+    pub results: Vec<VerdictOut<'a>>,
+    /// List name to the version matched against.
+    pub lists: BTreeMap<String, u64>,
+}
+
+/// The decision for one query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictName {
+    Match,
+    NoMatch,
+    /// A PDQ hash of quality under 50: matches are listed, but they are not a verdict.
+    LowQuality,
+}
+
+impl From<Decision> for VerdictName {
+    fn from(d: Decision) -> VerdictName {
+        match d {
+            Decision::Match => VerdictName::Match,
+            Decision::NoMatch => VerdictName::NoMatch,
+            Decision::LowQuality => VerdictName::LowQuality,
+        }
+    }
+}
+
+/// The query a verdict answers (streamed, single and offline answers carry it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QueryEcho<'a> {
+    #[schema(value_type = String)]
+    pub kind: Cow<'a, str>,
+    #[schema(value_type = String)]
+    pub hash: Cow<'a, str>,
+}
+
+impl QueryEcho<'static> {
+    pub fn of(query: &Query) -> QueryEcho<'static> {
+        QueryEcho {
+            kind: Cow::Borrowed(query.hash.kind().name()),
+            hash: Cow::Owned(query.hash.to_hex()),
+        }
+    }
+}
+
+/// The verdict for one query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerdictOut<'a> {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<QueryEcho<'a>>,
+    /// `match`, `no_match` or `low_quality`.
+    pub verdict: VerdictName,
+    pub matches: Vec<MatchOut<'a>>,
+}
+
+impl<'a> VerdictOut<'a> {
+    /// `verdict` as a partner sees it: each match's distance passed through `distance` (the
+    /// partner's disclosure policy: exact, coarsened or none), echoing `query` if given.
+    pub fn new(
+        verdict: &'a Verdict,
+        query: Option<&Query>,
+        distance: impl Fn(u32) -> Option<u32>,
+    ) -> VerdictOut<'a> {
+        VerdictOut {
+            query: query.map(QueryEcho::of),
+            verdict: verdict.verdict.into(),
+            matches: verdict
+                .matches
+                .iter()
+                .map(|m| MatchOut {
+                    list: Cow::Borrowed(&m.list),
+                    version: m.version,
+                    kind: Cow::Borrowed(m.kind.name()),
+                    category: Cow::Borrowed(&m.category),
+                    reference: Cow::Borrowed(&m.reference),
+                    distance: distance(m.distance),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One reported match, as the partner may see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MatchOut<'a> {
+    #[schema(value_type = String)]
+    pub list: Cow<'a, str>,
+    pub version: u64,
+    #[schema(value_type = String)]
+    pub kind: Cow<'a, str>,
+    #[schema(value_type = String)]
+    pub category: Cow<'a, str>,
+    /// The maintainer's opaque reference of the entry.
+    #[serde(rename = "ref")]
+    #[schema(value_type = String)]
+    pub reference: Cow<'a, str>,
+    /// Hamming distance (0 for exact kinds); coarsened or absent per the partner's policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::index::Match;
+
+    #[test]
+    fn a_verdict_reads_back_as_it_was_written() {
+        let query = Query {
+            hash: HashValue::parse(HashKind::Md5, "d41d8cd98f00b204e9800998ecf8427e").unwrap(),
+            quality: None,
+        };
+        let verdict = Verdict {
+            verdict: Decision::Match,
+            matches: vec![Match {
+                list: Arc::from("alpha"),
+                version: 3,
+                kind: HashKind::Md5,
+                category: "c1".into(),
+                reference: "A-3".into(),
+                distance: 0,
+            }],
+        };
+        let out = VerdictOut::new(&verdict, Some(&query), Some);
+        let json = serde_json::to_string(&out).unwrap();
+        assert_eq!(
+            json,
+            r#"{"query":{"kind":"md5","hash":"d41d8cd98f00b204e9800998ecf8427e"},"verdict":"match","matches":[{"list":"alpha","version":3,"kind":"md5","category":"c1","ref":"A-3","distance":0}]}"#
+        );
+        let back: VerdictOut<'static> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, out);
+        // A partner told no distances gets none, and a client reads that too.
+        let hidden = serde_json::to_string(&VerdictOut::new(&verdict, None, |_| None)).unwrap();
+        assert!(!hidden.contains("distance") && !hidden.contains("query"));
+        let back: VerdictOut<'static> = serde_json::from_str(&hidden).unwrap();
+        assert_eq!(back.matches[0].distance, None);
+    }
+
+    #[test]
+    fn queries_name_the_field_that_is_wrong() {
+        let q = |kind: &'static str, hash: &'static str, quality| QueryIn {
+            kind: Cow::Borrowed(kind),
+            hash: Cow::Borrowed(hash),
+            quality,
+        };
+        assert!(
+            q("sha512", "00", None)
+                .to_query()
+                .unwrap_err()
+                .starts_with("kind: ")
+        );
+        assert!(
+            q("md5", "00", None)
+                .to_query()
+                .unwrap_err()
+                .starts_with("hash: ")
+        );
+        let pdq = "ab".repeat(32).leak();
+        assert!(
+            q("pdq", pdq, Some(101))
+                .to_query()
+                .unwrap_err()
+                .starts_with("quality: ")
+        );
+        assert_eq!(
+            q("pdq", pdq, Some(60)).to_query().unwrap().quality,
+            Some(60)
+        );
+        let md5 = "00".repeat(16).leak();
+        assert!(q("md5", md5, Some(60)).to_query().is_err());
+        let sent = QueryIn::of(&q("pdq", pdq, Some(60)).to_query().unwrap());
+        assert_eq!((&*sent.kind, &*sent.hash), ("pdq", &*"ab".repeat(32)));
+    }
+}
