@@ -8,6 +8,8 @@
 //!
 //! Run: `cargo bench --bench hamming`.
 
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -16,15 +18,8 @@ use hashsieve::index::hamming::HammingIndex;
 use hashsieve::kinds::hamming_bytes;
 
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
+    let mut rng = SmallRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random::<u8>()).collect()
 }
 
 fn bench_hamming(c: &mut Criterion) {

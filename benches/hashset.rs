@@ -4,6 +4,8 @@
 //! Run: `cargo bench --bench hashset`; CI runs it once in test mode (with 10 k entries, so the
 //! test suite stays fast) via `cargo test --all-targets`.
 
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -12,16 +14,10 @@ use hashsieve::hashset::signing::{Published, check_comment, check_signature, sig
 use hashsieve::kinds::{HashKind, HashValue};
 
 fn synthetic_hashes(n: usize) -> Vec<HashValue> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = SmallRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
     (0..n)
         .map(|_| {
-            let mut bytes = [0u8; 32];
-            for chunk in bytes.chunks_exact_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                chunk.copy_from_slice(&x.to_le_bytes());
-            }
+            let bytes: [u8; 32] = rng.random();
             HashValue::from_bytes(HashKind::Pdq, &bytes).expect("32 bytes")
         })
         .collect()

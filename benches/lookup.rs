@@ -7,6 +7,8 @@
 //!
 //! Run: `cargo bench --bench lookup`.
 
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 use std::collections::HashMap;
 use std::hint::black_box;
 
@@ -19,18 +21,9 @@ use hashsieve::index::{Index, MatchOptions, Query};
 use hashsieve::kinds::{HashKind, HashValue};
 
 fn random_keys(n: usize, len: usize, seed: u64) -> Vec<Vec<u8>> {
-    let mut x = seed | 1;
+    let mut rng = SmallRng::seed_from_u64(seed);
     (0..n)
-        .map(|_| {
-            (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x >> 24) as u8
-                })
-                .collect()
-        })
+        .map(|_| (0..len).map(|_| rng.random::<u8>()).collect())
         .collect()
 }
 

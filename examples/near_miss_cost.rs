@@ -8,6 +8,8 @@
 //! cargo run --release --example near_miss_cost -- 200000     # also 1000000, 10000000
 //! ```
 
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 use std::time::Instant;
 
 use anyhow::{Context as _, anyhow};
@@ -21,15 +23,9 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("usage: near_miss_cost CODES (e.g. 200000)"))?
         .parse()
         .context("CODES must be a whole number")?;
-    // xorshift64: reproducible codes without a dependency.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let codes: Vec<u8> = (0..n * 4).flat_map(|_| next().to_le_bytes()).collect();
+    // Reproducible codes: the same list every run.
+    let mut rng = SmallRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
+    let codes: Vec<u8> = (0..n * 32).map(|_| rng.random::<u8>()).collect();
     let started = Instant::now();
     let index = HammingIndex::new(256, &codes, 31)?;
     println!(
@@ -37,9 +33,7 @@ fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         index.memory_bytes() >> 20
     );
-    let queries: Vec<u8> = (0..QUERIES * 4)
-        .flat_map(|_| next().to_le_bytes())
-        .collect();
+    let queries: Vec<u8> = (0..QUERIES * 32).map(|_| rng.random::<u8>()).collect();
     let per_query = |f: &dyn Fn(&[u8]) -> usize| {
         let started = Instant::now();
         let found: usize = queries.chunks_exact(32).map(f).sum();

@@ -481,18 +481,10 @@ mod tests {
     use super::*;
 
     fn keys(n: usize, len: usize, seed: u64) -> Vec<Vec<u8>> {
-        let mut x = seed | 1;
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
         let mut out: Vec<Vec<u8>> = (0..n)
-            .map(|_| {
-                (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect()
-            })
+            .map(|_| (0..len).map(|_| rng.random::<u8>()).collect())
             .collect();
         out.sort();
         out

@@ -659,13 +659,9 @@ mod tests {
         // Random PDQ and pHash entries, some repeated under other references, and queries
         // planted 0..40 bits from them: a batch (searched together, `search_batch` in unit
         // tests) gives the same verdicts as one query at a time.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.random::<u64>();
         let mut codes: Vec<(HashKind, Vec<u8>)> = Vec::new();
         for i in 0..600 {
             let kind = if i % 3 == 0 {

@@ -414,13 +414,9 @@ mod tests {
     use crate::kinds::{HashKind, HashValue};
 
     fn random_set(n: usize, seed: u64) -> Arc<HashSetFile> {
-        let mut x = seed | 1;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let mut next = || rng.random::<u64>();
         let mut t = EntryTable::new();
         for i in 0..n {
             for kind in [

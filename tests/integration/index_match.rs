@@ -1,6 +1,8 @@
 //! The match index against a brute-force oracle (random data, duplicates, clusters, many
 //! thresholds), and `hashsieve match` end to end.
 
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 use std::sync::Arc;
 
 use hashsieve::hashset::format::{EntryTable, HashSetFile, Header};
@@ -19,13 +21,8 @@ fn codes() -> impl Strategy<Value = (HashKind, Vec<Vec<u8>>, u32, Vec<Vec<u8>>)>
     )
         .prop_map(|(kind, seed, t)| {
             let len = kind.byte_len();
-            let mut x = seed | 1;
-            let mut next = move || {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            };
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let mut next = move || rng.random::<u8>();
             let mut entries: Vec<Vec<u8>> = (0..300)
                 .map(|_| (0..len).map(|_| next()).collect())
                 .collect();

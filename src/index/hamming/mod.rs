@@ -359,15 +359,9 @@ mod tests {
     use super::*;
 
     fn random_codes(n: usize, bytes: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n * bytes)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect()
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        (0..n * bytes).map(|_| rng.random::<u8>()).collect()
     }
 
     fn brute(codes: &[u8], bytes: usize, q: &[u8], t: u32) -> Vec<(u32, u32)> {
