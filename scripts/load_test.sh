@@ -14,7 +14,7 @@ set -euo pipefail
 per_kind=${1:-200000}
 secs=${2:-20}
 here=$(cd "$(dirname "$0")/.." && pwd)
-H=$here/target/release/hashsieve
+H=${HASHSIEVE_BIN:-$here/target/release/hashsieve}
 work=${WORK:-/tmp/hashsieve-load}
 mkdir -p "$work/published/load"
 command -v wrk >/dev/null || { echo "needs wrk (apt install wrk)"; exit 2; }

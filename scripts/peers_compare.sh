@@ -9,7 +9,7 @@ threads=${2:-1}
 here=$(cd "$(dirname "$0")/.." && pwd)
 peers=$(cd "$here/../shared/peers" && pwd)
 py=${PEERS_VENV:-/tmp/peersvenv}/bin/python
-H=$here/target/release/hashsieve
+H=${HASHSIEVE_BIN:-$here/target/release/hashsieve}
 work=${WORK:-/tmp/hashsieve-peers/n$n}
 mkdir -p "$work"
 if [ ! -f "$work/data/meta.json" ]; then
