@@ -21,3 +21,9 @@ pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
 pub fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
+
+/// Whether something that expires at `expires` may still be used at `now` (both Unix
+/// seconds): the one expiry rule for sets, deltas and what the service serves.
+pub fn serving(expires: i64, now: i64) -> bool {
+    now < expires
+}

@@ -32,6 +32,11 @@ pub struct Header {
 }
 
 impl Header {
+    /// Whether this version may be used at `now` (Unix seconds): it has not expired.
+    pub fn serving(&self, now: i64) -> bool {
+        crate::clock::serving(self.expires, now)
+    }
+
     /// The threshold this list sets for `kind`.
     pub fn threshold(&self, kind: HashKind) -> u32 {
         self.thresholds

@@ -342,7 +342,7 @@ pub fn verify_bytes(
             got: published.list().to_owned(),
         });
     }
-    if published.expires() <= policy.now {
+    if !crate::clock::serving(published.expires(), policy.now) {
         return Err(Refusal::Expired {
             path,
             list: published.list().to_owned(),

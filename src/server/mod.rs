@@ -68,7 +68,8 @@ impl ListStatus {
     /// Whether the version this status describes may serve at `now`: it has not expired
     /// (a list with no version yet has nothing to expire).
     pub fn serving(&self, now: i64) -> bool {
-        self.expires_unix.is_none_or(|e| e > now)
+        self.expires_unix
+            .is_none_or(|e| crate::clock::serving(e, now))
     }
 }
 

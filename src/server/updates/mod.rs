@@ -1,32 +1,33 @@
 //! Hash-set updates: the one writer. A dedicated thread owns the trust state and every list's
-//! current set; it restores the last good sets from the state dir at start, polls `dir:`
-//! and `https://` sources (the latter through a `<list>.files` listing fetched with
-//! conditional requests), takes admin uploads, and for each file runs the full verification (signature by a
-//! configured key, trusted comment, structure, expiry, version above the accepted one) before
-//! anything is indexed. A new index is built off the request path and published with one
-//! atomic swap; a refused or broken file leaves the previous version serving and is recorded
-//! as the list's last refusal.
-//!
-//! State dir layout: `trust.json` (per list, highest accepted version, digest, signing key),
-//! `sets/<list>.hset` (the last good set; on restart it must have exactly the digest the
-//! trust state records), `index/` (persisted indexes, see [`crate::index::store`]).
+//! current set; it restores the last good sets from the state dir at start ([`state`]), polls
+//! each list's [`source`] (a directory, or an HTTPS base URL with a listing), takes admin
+//! uploads, and for each file runs the full verification (signature by a configured key,
+//! trusted comment, structure, expiry, version above the accepted one) before anything is
+//! indexed. A new index is built off the request path and published with one atomic swap; a
+//! refused or broken file leaves the previous version serving and is recorded as the list's
+//! last refusal.
+
+mod source;
+mod state;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::clock::{now_unix, rfc3339};
-use crate::config::{Config, ListConfig, Source};
+use crate::config::{Config, ListConfig, Source as SourceConfig};
 use crate::hashset::FormatError;
 use crate::hashset::delta::DeltaError;
 use crate::hashset::format::HashSetFile;
 use crate::hashset::signing::{Published, signature_key_id};
-use crate::hashset::trust::{self, Policy, Refusal, StateError, TrustState};
+use crate::hashset::trust::{self, Policy, Refusal, StateError};
 use crate::index::store;
 use crate::index::{IndexError, ListIndex};
 use crate::kinds::hex_lower;
+use source::{DirSource, HttpsSource, Listed, Source, Stamp};
+use state::StateDir;
 
 use super::{ListStatus, Refused, Shared, Snapshot};
 
@@ -91,17 +92,13 @@ pub enum Command {
 
 struct ListState {
     config: ListConfig,
-    /// `Http` sources: the listing's validators from the last 200, sent back as
-    /// If-None-Match / If-Modified-Since so an unchanged listing costs a 304.
-    listing_etag: Option<String>,
-    listing_modified: Option<String>,
+    /// Where its files come from; `None` for a list that takes uploads only.
+    source: Option<Box<dyn Source>>,
     current: Option<Arc<HashSetFile>>,
     /// The index of `current`, kept so that publishing another list's update reuses it.
     index: Option<Arc<ListIndex>>,
-    /// Files already refused, by the (length, modified time) of the file and of its
-    /// signature: not retried until either changes (a signature that arrives after its
-    /// file gets the file looked at again).
-    refused: HashMap<PathBuf, [(u64, Option<SystemTime>); 2]>,
+    /// Files already refused, with their stamp then: not offered again until it changes.
+    refused: HashMap<PathBuf, Stamp>,
     next_poll: Instant,
 }
 
@@ -109,10 +106,7 @@ struct ListState {
 /// on its own thread.
 pub struct Updater {
     lists: Vec<ListState>,
-    /// For `Http` sources (rustls, the platform's roots).
-    http: Option<reqwest::blocking::Client>,
-    trust: TrustState,
-    state_dir: PathBuf,
+    state: StateDir,
     max_set_bytes: u64,
     shared: Arc<Shared>,
 }
@@ -122,39 +116,41 @@ impl Updater {
     /// publishes the first snapshot. A last good set that no longer checks out (wrong
     /// digest, expired, unreadable) is reported as the list's refusal and not served.
     pub fn new(config: &Config, shared: Arc<Shared>) -> Result<Updater, UpdateError> {
-        let state_dir = config.state_dir.clone();
-        std::fs::create_dir_all(state_dir.join("sets"))?;
-        std::fs::create_dir_all(state_dir.join("index"))?;
-        let trust = TrustState::load(&state_dir.join("trust.json"))?;
-        let http = config
-            .lists
-            .iter()
-            .any(|l| matches!(l.source, Source::Http(_)))
-            .then(|| {
-                reqwest::blocking::Client::builder()
-                    .timeout(Duration::from_secs(300))
-                    .user_agent(concat!("hashsieve/", env!("CARGO_PKG_VERSION")))
-                    .build()
-            })
-            .transpose()
-            .map_err(|e| UpdateError::Io(std::io::Error::other(e)))?;
+        let state = StateDir::open(&config.state_dir)?;
+        // One client for every HTTPS source (rustls, the platform's roots), if any.
+        let mut http = None;
+        let mut lists = Vec::new();
+        for c in &config.lists {
+            let source: Option<Box<dyn Source>> = match &c.source {
+                SourceConfig::Upload => None,
+                SourceConfig::Dir(dir) => Some(Box::new(DirSource { dir: dir.clone() })),
+                SourceConfig::Http(base) => {
+                    let client = match &http {
+                        Some(client) => reqwest::blocking::Client::clone(client),
+                        None => {
+                            let client = reqwest::blocking::Client::builder()
+                                .timeout(Duration::from_secs(300))
+                                .user_agent(concat!("hashsieve/", env!("CARGO_PKG_VERSION")))
+                                .build()
+                                .map_err(|e| UpdateError::Io(std::io::Error::other(e)))?;
+                            http.insert(client).clone()
+                        }
+                    };
+                    Some(Box::new(HttpsSource::new(base.clone(), client)))
+                }
+            };
+            lists.push(ListState {
+                config: c.clone(),
+                source,
+                current: None,
+                index: None,
+                refused: HashMap::new(),
+                next_poll: Instant::now(),
+            });
+        }
         let mut updater = Updater {
-            http,
-            lists: config
-                .lists
-                .iter()
-                .map(|c| ListState {
-                    config: c.clone(),
-                    listing_etag: None,
-                    listing_modified: None,
-                    current: None,
-                    index: None,
-                    refused: HashMap::new(),
-                    next_poll: Instant::now(),
-                })
-                .collect(),
-            trust,
-            state_dir,
+            lists,
+            state,
             max_set_bytes: config.limits.max_set_bytes,
             shared,
         };
@@ -165,42 +161,12 @@ impl Updater {
         Ok(updater)
     }
 
-    fn set_path(&self, list: &str) -> PathBuf {
-        self.state_dir.join("sets").join(format!("{list}.hset"))
-    }
-
     /// Restores list `i` from the state dir, if the trust state has it.
     fn restore(&mut self, i: usize) {
         let name = self.lists[i].config.name.clone();
-        let Some(accepted) = self.trust.accepted(&name).cloned() else {
-            return;
-        };
-        let path = self.set_path(&name);
-        let outcome = (|| -> Result<HashSetFile, String> {
-            let bytes = std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
-            let set = HashSetFile::parse(bytes).map_err(|e| e.to_string())?;
-            if hex_lower(&set.digest()) != accepted.digest
-                || set.header().version != accepted.version
-            {
-                return Err(format!(
-                    "holds version {} digest {}, but the trust state accepted version {} digest {}",
-                    set.header().version,
-                    hex_lower(&set.digest()),
-                    accepted.version,
-                    accepted.digest
-                ));
-            }
-            if set.header().expires <= now_unix() {
-                return Err(format!(
-                    "version {} expired at {}",
-                    set.header().version,
-                    rfc3339(set.header().expires)
-                ));
-            }
-            Ok(set)
-        })();
-        match outcome {
-            Ok(set) => {
+        match self.state.restore(&name) {
+            Ok(None) => {}
+            Ok(Some((set, accepted))) => {
                 let set = Arc::new(set);
                 self.lists[i].current = Some(Arc::clone(&set));
                 self.shared.with_status(&name, |s| {
@@ -210,7 +176,6 @@ impl Updater {
                 tracing::info!(list = %name, version = accepted.version, "restored from the state dir");
             }
             Err(reason) => {
-                let reason = format!("{}: {reason}", path.display());
                 tracing::warn!(list = %name, %reason, "last good set not restored");
                 self.shared.refusal(&name, reason);
             }
@@ -220,11 +185,11 @@ impl Updater {
     /// Builds (or maps) the index of every list whose current set has none yet, then swaps
     /// in a snapshot of all lists that have an unexpired version.
     fn publish(&mut self) -> Result<(), UpdateError> {
-        let index_dir = self.state_dir.join("index");
+        let index_dir = self.state.index_dir();
         let now = now_unix();
         for l in &mut self.lists {
             let Some(set) = &l.current else { continue };
-            if set.header().expires <= now {
+            if !set.header().serving(now) {
                 continue; // not served (see `retire_expired`); nothing to build
             }
             let stale = l
@@ -243,23 +208,14 @@ impl Updater {
             .lists
             .iter()
             .filter_map(|l| l.index.clone())
-            .filter(|ix| ix.set().header().expires > now)
+            .filter(|ix| ix.set().header().serving(now))
             .collect();
         let keep: Vec<String> = serving
             .iter()
             .map(|ix| store::file_name(ix.set()))
             .collect();
         self.shared.swap(serving);
-        // Index files of replaced versions: requests still holding the old snapshot keep
-        // their map (unlinking a mapped file is safe); the name is free for reuse.
-        if let Ok(entries) = std::fs::read_dir(&index_dir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.ends_with(".hidx") && !keep.contains(&name) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
+        self.state.remove_indexes_except(&keep);
         Ok(())
     }
 
@@ -276,7 +232,7 @@ impl Updater {
             let wait = self
                 .lists
                 .iter()
-                .filter(|l| matches!(l.config.source, Source::Dir(_) | Source::Http(_)))
+                .filter(|l| l.source.is_some())
                 .map(|l| l.next_poll.saturating_duration_since(Instant::now()))
                 .min()
                 .unwrap_or(EXPIRY_CHECK)
@@ -310,7 +266,7 @@ impl Updater {
             let expired = l
                 .index
                 .as_ref()
-                .is_some_and(|ix| ix.set().header().expires <= now);
+                .is_some_and(|ix| !ix.set().header().serving(now));
             if expired && let Some(ix) = l.index.take() {
                 let h = ix.set().header();
                 let reason = format!(
@@ -363,50 +319,27 @@ impl Updater {
         result
     }
 
-    /// Polls a `dir:` source: applies, in version order, every file above the current
+    /// Polls list `i`'s source: applies, in version order, every file above the current
     /// version (deltas chain from the current version; a full set may jump ahead), and
     /// records a refusal for the others. Files refused once are skipped until they change.
     fn poll(&mut self, i: usize) {
         let name = self.lists[i].config.name.clone();
-        let names: Vec<(String, PathBuf)> = match self.lists[i].config.source.clone() {
-            Source::Upload => return,
-            Source::Dir(dir) => match std::fs::read_dir(&dir) {
-                Ok(entries) => entries
-                    .flatten()
-                    .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-                    .collect(),
-                Err(e) => {
-                    let reason =
-                        format!("{}: cannot read the source directory: {e}", dir.display());
-                    self.shared.refusal(&name, reason);
-                    return;
-                }
-            },
-            Source::Http(base) => match self.fetch_listing(i, &base) {
-                Ok(Some(files)) => files
-                    .into_iter()
-                    .map(|f| {
-                        let url = PathBuf::from(format!("{base}{f}"));
-                        (f, url)
-                    })
-                    .collect(),
-                Ok(None) => return, // 304: nothing new
-                Err(reason) => {
-                    self.shared.refusal(&name, reason);
-                    return;
-                }
-            },
+        let Some(source) = self.lists[i].source.as_mut() else {
+            return;
         };
-        let mut candidates: Vec<(u64, bool, PathBuf)> = names
+        let files: Vec<Listed> = match source.list(&name) {
+            Ok(Some(files)) => files,
+            Ok(None) => return, // unchanged since the last poll
+            Err(reason) => {
+                self.shared.refusal(&name, reason);
+                return;
+            }
+        };
+        let mut candidates: Vec<(u64, bool, Listed)> = files
             .into_iter()
-            .filter_map(|(file, path)| {
-                let (stem, is_delta) = if let Some(s) = file.strip_suffix(".hdelta") {
-                    (s.to_owned(), true)
-                } else {
-                    (file.strip_suffix(".hset")?.to_owned(), false)
-                };
-                let version: u64 = stem.strip_prefix(&format!("{name}-"))?.parse().ok()?;
-                Some((version, is_delta, path))
+            .filter_map(|f| {
+                let (version, is_delta) = source::parse_name(&name, &f.name)?;
+                Some((version, is_delta, f))
             })
             .collect();
         // Oldest first; at one version a delta (small) before a full set.
@@ -417,127 +350,30 @@ impl Updater {
         let have = self.lists[i].current.as_ref().map(|s| s.header().version);
         let newest = candidates.last().map(|(v, _, _)| *v);
         let rolled_back = matches!((have, newest), (Some(h), Some(n)) if n < h);
-        for (version, _, path) in candidates {
+        for (version, _, file) in candidates {
             let have = self.lists[i].current.as_ref().map(|s| s.header().version);
             if have.is_some_and(|h| version <= h) && !(rolled_back && Some(version) == newest) {
                 continue;
             }
-            let remote = matches!(self.lists[i].config.source, Source::Http(_));
-            // Local files are retried when they change; remote ones when the listing does
-            // (a changed listing clears the refusals below).
-            let stamp_of = |p: &Path| {
-                std::fs::metadata(p)
-                    .map(|m| (m.len(), m.modified().ok()))
-                    .unwrap_or((0, None))
+            let Some(source) = self.lists[i].source.as_ref() else {
+                return;
             };
-            let stamp = if remote {
-                [(0, None); 2]
-            } else {
-                [stamp_of(&path), stamp_of(&trust::signature_path(&path))]
-            };
-            if self.lists[i].refused.get(&path) == Some(&stamp) {
+            let stamp = source.stamp(&file);
+            if self.lists[i].refused.get(&file.location) == Some(&stamp) {
                 continue;
             }
-            let fetched = if remote {
-                self.fetch_pair(&path)
-            } else {
-                trust::read_limited(&path, self.max_set_bytes)
-                    .map_err(UpdateError::from)
-                    .map(|bytes| {
-                        let signature = std::fs::read(trust::signature_path(&path))
-                            .ok()
-                            .map(|s| String::from_utf8_lossy(&s).into_owned());
-                        (bytes, signature)
-                    })
-            };
-            let outcome = fetched
-                .and_then(|(bytes, signature)| self.offer(i, &path, bytes, signature.as_deref()));
+            let outcome = source
+                .fetch(&file, self.max_set_bytes)
+                .map_err(UpdateError::from)
+                .and_then(|(bytes, signature)| {
+                    self.offer(i, &file.location, bytes, signature.as_deref())
+                });
             if let Err(e) = outcome {
                 tracing::warn!(list = %name, refusal = %e, "update refused");
                 self.shared.refusal(&name, e.to_string());
-                self.lists[i].refused.insert(path, stamp);
+                self.lists[i].refused.insert(file.location, stamp);
             }
         }
-    }
-
-    /// Fetches `<list>.files` from an `Http` source with a conditional request: `Ok(None)` on
-    /// 304 (unchanged since the last poll), else the file names listed.
-    fn fetch_listing(&mut self, i: usize, base: &str) -> Result<Option<Vec<String>>, String> {
-        let Some(http) = &self.http else {
-            return Err(format!("{base}: no HTTP client"));
-        };
-        let url = format!("{base}{}.files", self.lists[i].config.name);
-        let mut request = http.get(&url);
-        if let Some(etag) = &self.lists[i].listing_etag {
-            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
-        }
-        if let Some(modified) = &self.lists[i].listing_modified {
-            request = request.header(reqwest::header::IF_MODIFIED_SINCE, modified);
-        }
-        let response = request.send().map_err(|e| format!("{url}: {e}"))?;
-        if response.status() == reqwest::StatusCode::NOT_MODIFIED {
-            return Ok(None);
-        }
-        if !response.status().is_success() {
-            return Err(format!("{url}: HTTP {}", response.status()));
-        }
-        let header = |name| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let (etag, modified) = (
-            header(reqwest::header::ETAG),
-            header(reqwest::header::LAST_MODIFIED),
-        );
-        let declared = response.content_length();
-        let text = trust::read_capped(Path::new(&url), response, declared, 1 << 20)
-            .map_err(|e| e.to_string())?;
-        let text = String::from_utf8(text).map_err(|_| format!("{url}: listing is not UTF-8"))?;
-        let l = &mut self.lists[i];
-        l.listing_etag = etag;
-        l.listing_modified = modified;
-        // A new listing: files refused before may have been fixed; look again.
-        l.refused.clear();
-        Ok(Some(
-            text.lines()
-                .map(str::trim)
-                .filter(|f| !f.is_empty() && !f.contains('/') && !f.starts_with('.'))
-                .map(str::to_owned)
-                .collect(),
-        ))
-    }
-
-    /// Fetches a remote set or delta and its `.minisig` (a missing signature is left for the
-    /// verifier to refuse).
-    fn fetch_pair(&self, url: &Path) -> Result<(Vec<u8>, Option<String>), UpdateError> {
-        let io = |u: &str, detail: String| Refusal::Io {
-            path: PathBuf::from(u),
-            source: std::io::Error::other(detail),
-        };
-        let url = url.to_string_lossy().into_owned();
-        let http = self
-            .http
-            .as_ref()
-            .ok_or_else(|| io(&url, "no HTTP client".into()))?;
-        // `None` for a 404 (a signature not published yet).
-        let get = |u: &str| -> Result<Option<Vec<u8>>, Refusal> {
-            let r = http.get(u).send().map_err(|e| io(u, e.to_string()))?;
-            if r.status() == reqwest::StatusCode::NOT_FOUND {
-                return Ok(None);
-            }
-            if !r.status().is_success() {
-                return Err(io(u, format!("HTTP {}", r.status())));
-            }
-            let declared = r.content_length();
-            trust::read_capped(Path::new(u), r, declared, self.max_set_bytes).map(Some)
-        };
-        let bytes = get(&url)?.ok_or_else(|| io(&url, "HTTP 404".into()))?;
-        let signature =
-            get(&format!("{url}.minisig"))?.map(|s| String::from_utf8_lossy(&s).into_owned());
-        Ok((bytes, signature))
     }
 
     /// Verifies one file for list `i` and, if it checks out, makes it the list's version.
@@ -553,7 +389,8 @@ impl Updater {
         policy.max_bytes = self.max_set_bytes;
         policy.list = Some(name.clone());
         let key = signature.and_then(signature_key_id);
-        let published = trust::verify_bytes(path, bytes, signature, &policy, Some(&self.trust))?;
+        let published =
+            trust::verify_bytes(path, bytes, signature, &policy, Some(self.state.trust()))?;
         let label = path.display().to_string();
         let set = match published {
             Published::Set(set) => set,
@@ -589,22 +426,13 @@ impl Updater {
         let set = Arc::new(set);
         // Durable first (set, then trust state), then served: after a crash the state dir
         // holds either the old pair or the new one.
-        crate::fsutil::write_atomic(&self.set_path(&name), set.bytes())?;
-        let previous = self.trust.clone();
-        self.trust.record(&name, version, set.digest(), now_unix());
-        if let Some(accepted) = self.trust.lists.get_mut(&name) {
-            accepted.signing_key = key.clone();
-        }
-        if let Err(e) = self.trust.save(&self.state_dir.join("trust.json")) {
-            self.trust = previous;
-            return Err(e.into());
-        }
+        self.state.persist(&name, &set, key.clone())?;
         let old = self.lists[i].current.replace(Arc::clone(&set));
         if let Err(e) = self.publish() {
             self.lists[i].current = old;
             return Err(e);
         }
-        let accepted_at = self.trust.accepted(&name).map(|a| a.accepted_at.clone());
+        let accepted_at = self.state.accepted(&name).map(|a| a.accepted_at.clone());
         self.shared.with_status(&name, |s| {
             s.describe(&set, key);
             s.last_update = accepted_at;

@@ -1,0 +1,254 @@
+//! Where a list's signed files come from. A [`Source`] lists the files it holds now and
+//! fetches one with its signature; the updater decides which to offer to the verifier. One
+//! implementation per kind of source: a local directory ([`DirSource`]) and an HTTPS base URL
+//! with a listing ([`HttpsSource`]); admin uploads need none (they arrive as commands).
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::hashset::trust::{self, Refusal};
+
+/// A file a source holds: its name (`<list>-<version>.hset` or `.hdelta`) and where it is.
+#[derive(Debug, Clone)]
+pub(super) struct Listed {
+    pub name: String,
+    /// A path (directories) or a URL (HTTPS), shown in refusals and logs.
+    pub location: PathBuf,
+}
+
+/// What identifies a file's current content cheaply (sizes and modification times of the
+/// file and its signature, or the listing it was named in): a file refused once is offered
+/// again only when its stamp changes, so that a signature arriving after its file gets the
+/// file looked at again, and a broken file is not re-verified on every poll.
+pub(super) type Stamp = [(u64, Option<SystemTime>); 2];
+
+/// A place that publishes a list's signed sets and deltas.
+pub(super) trait Source: Send {
+    /// The files the source holds now, or `None` when it has not changed since the last call
+    /// (an unchanged listing costs a conditional request and nothing more).
+    fn list(&mut self, list: &str) -> Result<Option<Vec<Listed>>, String>;
+
+    /// The stamp of `file` (see [`Stamp`]).
+    fn stamp(&self, file: &Listed) -> Stamp;
+
+    /// The file's bytes (at most `max_bytes`) and its signature, `None` when that is not
+    /// published (the verifier refuses it, and the file is looked at again when it is).
+    fn fetch(&self, file: &Listed, max_bytes: u64) -> Result<(Vec<u8>, Option<String>), Refusal>;
+}
+
+/// A local directory holding the files side by side.
+pub(super) struct DirSource {
+    pub dir: PathBuf,
+}
+
+impl Source for DirSource {
+    fn list(&mut self, _list: &str) -> Result<Option<Vec<Listed>>, String> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| {
+            format!(
+                "{}: cannot read the source directory: {e}",
+                self.dir.display()
+            )
+        })?;
+        Ok(Some(
+            entries
+                .flatten()
+                .map(|e| Listed {
+                    name: e.file_name().to_string_lossy().into_owned(),
+                    location: e.path(),
+                })
+                .collect(),
+        ))
+    }
+
+    fn stamp(&self, file: &Listed) -> Stamp {
+        let of = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| (m.len(), m.modified().ok()))
+                .unwrap_or((0, None))
+        };
+        [
+            of(&file.location),
+            of(&trust::signature_path(&file.location)),
+        ]
+    }
+
+    fn fetch(&self, file: &Listed, max_bytes: u64) -> Result<(Vec<u8>, Option<String>), Refusal> {
+        let bytes = trust::read_limited(&file.location, max_bytes)?;
+        let signature = std::fs::read(trust::signature_path(&file.location))
+            .ok()
+            .map(|s| String::from_utf8_lossy(&s).into_owned());
+        Ok((bytes, signature))
+    }
+}
+
+/// An `https://` base URL (or `http://` to loopback) serving the files and `<list>.files`, a
+/// listing of their names one per line (a URL cannot be listed otherwise). The listing is
+/// fetched with `If-None-Match` / `If-Modified-Since` from its last validators.
+pub(super) struct HttpsSource {
+    pub base: String,
+    pub http: reqwest::blocking::Client,
+    etag: Option<String>,
+    modified: Option<String>,
+    /// Counts listings that changed: a file's stamp, so that files refused before are looked
+    /// at again once the listing changes (they may have been fixed).
+    generation: u64,
+}
+
+/// Longest listing accepted (a million names would be ~40 MB: far more than any list needs).
+const MAX_LISTING_BYTES: u64 = 1 << 20;
+
+impl HttpsSource {
+    pub fn new(base: String, http: reqwest::blocking::Client) -> HttpsSource {
+        HttpsSource {
+            base,
+            http,
+            etag: None,
+            modified: None,
+            generation: 0,
+        }
+    }
+
+    /// GETs `url` within `max_bytes`; `None` for a 404 (a signature not published yet).
+    fn get(&self, url: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, Refusal> {
+        let io = |detail: String| Refusal::Io {
+            path: PathBuf::from(url),
+            source: std::io::Error::other(detail),
+        };
+        let r = self.http.get(url).send().map_err(|e| io(e.to_string()))?;
+        if r.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !r.status().is_success() {
+            return Err(io(format!("HTTP {}", r.status())));
+        }
+        let declared = r.content_length();
+        trust::read_capped(Path::new(url), r, declared, max_bytes).map(Some)
+    }
+}
+
+impl Source for HttpsSource {
+    fn list(&mut self, list: &str) -> Result<Option<Vec<Listed>>, String> {
+        let url = format!("{}{list}.files", self.base);
+        let mut request = self.http.get(&url);
+        if let Some(etag) = &self.etag {
+            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        if let Some(modified) = &self.modified {
+            request = request.header(reqwest::header::IF_MODIFIED_SINCE, modified);
+        }
+        let response = request.send().map_err(|e| format!("{url}: {e}"))?;
+        if response.status() == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(format!("{url}: HTTP {}", response.status()));
+        }
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (etag, modified) = (
+            header(reqwest::header::ETAG),
+            header(reqwest::header::LAST_MODIFIED),
+        );
+        let declared = response.content_length();
+        let text = trust::read_capped(Path::new(&url), response, declared, MAX_LISTING_BYTES)
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8(text).map_err(|_| format!("{url}: listing is not UTF-8"))?;
+        self.etag = etag;
+        self.modified = modified;
+        self.generation += 1;
+        Ok(Some(
+            text.lines()
+                .map(str::trim)
+                // Names only: nothing that could reach outside the base URL.
+                .filter(|f| !f.is_empty() && !f.contains('/') && !f.starts_with('.'))
+                .map(|f| Listed {
+                    name: f.to_owned(),
+                    location: PathBuf::from(format!("{}{f}", self.base)),
+                })
+                .collect(),
+        ))
+    }
+
+    fn stamp(&self, _file: &Listed) -> Stamp {
+        [(self.generation, None), (0, None)]
+    }
+
+    fn fetch(&self, file: &Listed, max_bytes: u64) -> Result<(Vec<u8>, Option<String>), Refusal> {
+        let url = file.location.to_string_lossy().into_owned();
+        let bytes = self.get(&url, max_bytes)?.ok_or_else(|| Refusal::Io {
+            path: PathBuf::from(&url),
+            source: std::io::Error::other("HTTP 404"),
+        })?;
+        let signature = self
+            .get(&format!("{url}.minisig"), max_bytes)?
+            .map(|s| String::from_utf8_lossy(&s).into_owned());
+        Ok((bytes, signature))
+    }
+}
+
+/// A file name of `list`'s: its version, and whether it is a delta.
+pub(super) fn parse_name(list: &str, file: &str) -> Option<(u64, bool)> {
+    let (stem, is_delta) = match file.strip_suffix(".hdelta") {
+        Some(s) => (s, true),
+        None => (file.strip_suffix(".hset")?, false),
+    };
+    let digits = stem.strip_prefix(list)?.strip_prefix('-')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let version = digits.parse().ok()?;
+    Some((version, is_delta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_give_versions_and_kinds() {
+        assert_eq!(parse_name("alpha", "alpha-12.hset"), Some((12, false)));
+        assert_eq!(parse_name("alpha", "alpha-13.hdelta"), Some((13, true)));
+        for other in [
+            "alpha-12.hset.minisig",
+            "alphabet-1.hset",
+            "alpha-x.hset",
+            "alpha-.hset",
+            "alpha-+1.hset",
+            "beta-1.hset",
+            "alpha.files",
+        ] {
+            assert_eq!(parse_name("alpha", other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_directory_lists_its_files_and_stamps_their_signatures() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a-1.hset"), b"set").unwrap();
+        let mut source = DirSource {
+            dir: dir.path().to_owned(),
+        };
+        let files = source.list("a").unwrap().unwrap();
+        assert_eq!(files.len(), 1);
+        let before = source.stamp(&files[0]);
+        let (bytes, signature) = source.fetch(&files[0], 100).unwrap();
+        assert_eq!((bytes.as_slice(), signature), (&b"set"[..], None));
+        // The signature arriving changes the stamp: the file is looked at again.
+        std::fs::write(dir.path().join("a-1.hset.minisig"), b"sig").unwrap();
+        assert_ne!(source.stamp(&files[0]), before);
+        assert!(source.fetch(&files[0], 2).is_err(), "over the size limit");
+        let gone = DirSource {
+            dir: dir.path().join("missing"),
+        }
+        .list("a");
+        assert!(
+            gone.unwrap_err()
+                .contains("cannot read the source directory")
+        );
+    }
+}
