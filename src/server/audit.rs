@@ -138,20 +138,22 @@ impl Writer {
 mod tests {
     use super::*;
 
+    const SAMPLE: AuditRecord<'static> = AuditRecord {
+        time: "2026-01-01T00:00:00Z",
+        partner: "p",
+        list: "alpha",
+        version: 2,
+        reference: "A-1",
+        kind: "pdq",
+        distance: 3,
+    };
+
     #[test]
     fn appends_lines_and_rotates_by_size() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let log = AuditLog::start(path.clone(), 300).unwrap();
-        let r = AuditRecord {
-            time: "2026-01-01T00:00:00Z",
-            partner: "p",
-            list: "alpha",
-            version: 2,
-            reference: "A-1",
-            kind: "pdq",
-            distance: 3,
-        };
+        let r = SAMPLE;
         for _ in 0..3 {
             log.record(&[r]).unwrap().wait().unwrap();
         }
@@ -176,15 +178,7 @@ mod tests {
             return;
         }
         let log = AuditLog::start(path.clone(), 1 << 20).unwrap();
-        let r = AuditRecord {
-            time: "2026-01-01T00:00:00Z",
-            partner: "p",
-            list: "alpha",
-            version: 2,
-            reference: "A-1",
-            kind: "md5",
-            distance: 0,
-        };
+        let r = SAMPLE;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let pending = log.record(&[r]);
