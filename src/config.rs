@@ -68,6 +68,11 @@ pub struct Limits {
     /// sample still shows it.
     #[serde(default = "default_near_miss_sample")]
     pub near_miss_sample: u32,
+    /// After SIGTERM: `/readyz` answers 503 at once and the service keeps answering for this
+    /// long (so that a load balancer stops sending it requests), then stops accepting,
+    /// drains what is in flight (for at most `request_timeout_ms`) and exits.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
 }
 
 fn default_max_batch() -> usize {
@@ -88,6 +93,9 @@ fn default_audit_rotate_bytes() -> u64 {
 fn default_near_miss_bits() -> u32 {
     16
 }
+fn default_shutdown_grace_ms() -> u64 {
+    5_000
+}
 fn default_near_miss_sample() -> u32 {
     128
 }
@@ -102,6 +110,7 @@ impl Default for Limits {
             audit_rotate_bytes: default_audit_rotate_bytes(),
             near_miss_bits: default_near_miss_bits(),
             near_miss_sample: default_near_miss_sample(),
+            shutdown_grace_ms: default_shutdown_grace_ms(),
         }
     }
 }
@@ -499,7 +508,11 @@ impl Config {
             audit_log: default_audit_log(),
             tls_cert: None,
             tls_key: None,
-            limits: Limits::default(),
+            // A local demo has no load balancer to tell that it is going: stop at once.
+            limits: Limits {
+                shutdown_grace_ms: 0,
+                ..Limits::default()
+            },
             lists: vec![list("alpha"), list("beta")],
             partners: Vec::new(),
             admins: Vec::new(),

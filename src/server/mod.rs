@@ -18,7 +18,7 @@ pub mod problem;
 pub mod updates;
 
 use std::collections::BTreeMap;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -88,6 +88,9 @@ pub struct Shared {
     pub first_poll_done: std::sync::atomic::AtomicBool,
     pub status: Mutex<BTreeMap<String, ListStatus>>,
     pub metrics: metrics::Metrics,
+    /// Set when shutdown begins: `/readyz` answers 503 from then on, so that a load
+    /// balancer stops sending requests while the ones it sent are still answered.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -110,6 +113,7 @@ impl Shared {
             first_poll_done: std::sync::atomic::AtomicBool::new(false),
             status: Mutex::new(status),
             metrics: metrics::Metrics::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -216,20 +220,42 @@ pub async fn tls_config(
         })
 }
 
-/// [`run`] over HTTPS (rustls): serves until `shutdown` resolves, then drains in-flight
-/// requests (for at most 30 s).
+/// What [`run`] and [`run_tls`] do once `signal` resolves: mark the service as draining
+/// (`/readyz` 503), keep answering for `limits.shutdown_grace_ms`, and then resolve, which
+/// stops the listener and starts the drain of requests in flight.
+async fn grace(state: Arc<AppState>, signal: impl Future<Output = ()>) {
+    signal.await;
+    state
+        .shared
+        .draining
+        .store(true, std::sync::atomic::Ordering::Release);
+    let grace = std::time::Duration::from_millis(state.config.limits.shutdown_grace_ms);
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: /readyz answers 503; still serving through the grace period"
+    );
+    tokio::time::sleep(grace).await;
+}
+
+/// How long requests in flight may take to finish once the listener has stopped.
+fn drain_bound(state: &AppState) -> std::time::Duration {
+    std::time::Duration::from_millis(state.config.limits.request_timeout_ms)
+}
+
+/// [`run`] over HTTPS (rustls).
 pub async fn run_tls(
     listener: std::net::TcpListener,
     tls: axum_server::tls_rustls::RustlsConfig,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = api::router(state);
+    let app = api::router(Arc::clone(&state));
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
+    let drain = drain_bound(&state);
     tokio::spawn(async move {
-        shutdown.await;
-        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+        grace(state, shutdown).await;
+        stopper.graceful_shutdown(Some(drain));
     });
     listener.set_nonblocking(true)?;
     axum_server::from_tcp_rustls(listener, tls)?
@@ -238,14 +264,32 @@ pub async fn run_tls(
         .await
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Serves `state` on `listener` until `shutdown` resolves; then, as load balancers need it,
+/// answers `/readyz` with 503 while it keeps serving for `limits.shutdown_grace_ms`, stops
+/// accepting, and drains requests in flight for at most `limits.request_timeout_ms`.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = api::router(Arc::clone(&state));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let drain = drain_bound(&state);
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let signal = grace(state, shutdown);
+    let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+        signal.await;
+        let _ = stopping.send(());
+    });
+    tokio::select! {
+        served = serving.into_future() => served,
+        () = async {
+            match stopped.await {
+                Ok(()) => tokio::time::sleep(drain).await,
+                Err(_) => std::future::pending().await,
+            }
+        } => {
+            tracing::warn!(drain_ms = drain.as_millis() as u64, "requests still in flight after the drain bound; exiting");
+            Ok(())
+        }
+    }
 }

@@ -56,6 +56,7 @@ audit_log = "audit.jsonl"
 
 [limits]
 max_batch = 100
+shutdown_grace_ms = 0
 max_body_bytes = 65536
 request_timeout_ms = 10000
 near_miss_sample = 1
@@ -995,6 +996,70 @@ fn sighup_makes_the_service_poll_its_sources_at_once() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(child.terminate().success());
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_turns_readyz_off_then_serves_through_the_grace_period() {
+    let env = Env::new();
+    let dir = env.dir.path();
+    let config = std::fs::read_to_string(dir.join("hashsieve.toml"))
+        .unwrap()
+        .replace("shutdown_grace_ms = 0", "shutdown_grace_ms = 1500");
+    std::fs::write(dir.join("grace.toml"), config).unwrap();
+    let (mut child, rx, mut log, addr) =
+        spawn_serve(dir, &["serve", "--config", "grace.toml"], "http");
+    let client = Client::new();
+    let base = format!("http://{addr}");
+    wait_until_serving_newest(&client, &base);
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let sent = Instant::now();
+    // Not ready at once (the load balancer's cue), while matching still answers.
+    loop {
+        let r = client.get(format!("{base}/readyz")).send().unwrap();
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            let body: Value = r.json().unwrap();
+            assert!(
+                body["detail"].as_str().unwrap().contains("draining"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_millis(500),
+            "readyz still 200"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = client
+        .get(format!("{base}/v1/match/md5/{}", "0".repeat(32)))
+        .bearer_auth(ISP)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        sent.elapsed() < Duration::from_millis(1500),
+        "answered after the grace"
+    );
+    // Then it stops, within the grace and the drain bound.
+    let status = child.0.wait().unwrap();
+    let took = sent.elapsed();
+    assert!(status.success());
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(12),
+        "{took:?}"
+    );
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
+        log.push(line);
+    }
+    assert!(
+        log.iter().any(|l| l.contains("/readyz answers 503")),
+        "{log:?}"
+    );
 }
 
 /// A `hashsieve serve` process that is killed if the test ends without stopping it (a failed

@@ -48,6 +48,15 @@ pub(super) async fn readyz(State(state): Shared) -> Result<Response, Problem> {
     let snapshot = state.shared.snapshot.load();
     let now = now_unix();
     let statuses = state.shared.statuses();
+    if state
+        .shared
+        .draining
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return Err(Problem::not_ready(
+            "shutting down: this replica is draining; send requests elsewhere",
+        ));
+    }
     let mut missing = Vec::new();
     for l in &state.config.lists {
         let serving = statuses
