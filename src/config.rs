@@ -126,6 +126,9 @@ pub struct RawList {
     /// Report the matches of a low-quality PDQ query (verdict `low_quality`) to partners.
     #[serde(default)]
     pub report_low_quality: bool,
+    /// For `s3://` sources: the store's endpoint when `AWS_ENDPOINT_URL` is not set.
+    #[serde(default)]
+    pub s3_endpoint: Option<String>,
 }
 
 fn default_poll_seconds() -> u64 {
@@ -189,6 +192,13 @@ pub enum Source {
     Http(String),
     /// Only admin uploads (`POST /v1/admin/hashsets/{list}`).
     Upload,
+    /// An object-storage prefix (`s3://bucket/prefix/`, any S3-compatible store) holding the
+    /// same files as a directory, found by listing it; `endpoint` is the list's
+    /// `s3_endpoint` (`AWS_ENDPOINT_URL` wins when set).
+    S3 {
+        url: String,
+        endpoint: Option<String>,
+    },
 }
 
 /// A validated list.
@@ -361,19 +371,29 @@ impl Config {
                     })?,
                 )
             } else if list.source.starts_with("s3://") {
-                return Err(invalid(
-                    key("source"),
-                    format!(
-                        "{:?}: s3:// sources are not built into this version yet; use https:// (a bucket's HTTPS endpoint), dir: or upload",
-                        list.source
-                    ),
-                ));
+                let (bucket, prefix) = crate::objstore::parse_url(&list.source)
+                    .map_err(|why| invalid(key("source"), format!("{:?}: {why}", list.source)))?;
+                if let Some(endpoint) = &list.s3_endpoint {
+                    source_url(endpoint).map_err(|why| {
+                        invalid(key("s3_endpoint"), format!("{endpoint:?}: {why}"))
+                    })?;
+                }
+                Source::S3 {
+                    url: format!("s3://{bucket}/{prefix}"),
+                    endpoint: list.s3_endpoint.clone(),
+                }
             } else {
                 return Err(invalid(
                     key("source"),
-                    format!("{:?}: expected dir:PATH or upload", list.source),
+                    format!(
+                        "{:?}: expected dir:PATH, https://host/path/, s3://bucket/prefix/ or upload",
+                        list.source
+                    ),
                 ));
             };
+            if list.s3_endpoint.is_some() && !matches!(source, Source::S3 { .. }) {
+                return Err(invalid(key("s3_endpoint"), "only for s3:// sources".into()));
+            }
             if list.public_keys.is_empty() {
                 return Err(invalid(
                     key("public_keys"),
@@ -501,6 +521,7 @@ impl Config {
             public_keys: vec![key.clone()],
             poll_seconds: default_poll_seconds(),
             report_low_quality: false,
+            s3_endpoint: None,
         };
         let raw = RawConfig {
             listen: listen.map_or_else(default_listen, |l| l.to_string()),

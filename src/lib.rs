@@ -19,6 +19,7 @@
 //! | [`hashset`] | signed, versioned hash sets: format, deltas, signatures, trust state |
 //! | [`hashing`] | client-side hashing: streaming digests, decoding, PDQ, aHash/dHash/pHash |
 //! | [`kinds`] | hash kinds and values: parsing, display, Hamming distance |
+//! | [`objstore`] | S3-compatible object storage: list, get (capped), put |
 //! | [`clock`], [`fsutil`], `prefetch` | leaves: time formats, atomic file writes, CPU prefetch |
 
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod hashing;
 pub mod hashset;
 pub mod index;
 pub mod kinds;
+pub mod objstore;
 pub(crate) mod prefetch;
 pub mod server;
 pub mod wire;

@@ -76,6 +76,10 @@ pub(crate) enum HashsetCommand {
         #[arg(short = 'o', long = "output", value_name = "DELTA.hdelta")]
         output: PathBuf,
     },
+    /// Publish signed sets and deltas to a directory or an object store, each under its
+    /// canonical name, the signature before the file (and for a directory, the `<list>.files`
+    /// listing of an HTTPS source last).
+    Publish(super::publish::PublishArgs),
     /// Apply a delta to its base set; the result is checked against the digest the delta
     /// promises before anything is written.
     Apply {
@@ -134,6 +138,7 @@ pub(crate) fn run(cmd: HashsetCommand) -> anyhow::Result<Outcome> {
         HashsetCommand::Build(args) => build(args),
         HashsetCommand::Sign { secret_key, set } => sign_file(&secret_key, &set),
         HashsetCommand::Verify(args) => verify(args),
+        HashsetCommand::Publish(args) => super::publish::run(args),
         HashsetCommand::Inspect {
             json,
             trusted_comment,

@@ -6,6 +6,7 @@
 mod hash;
 mod hashset;
 mod matching;
+mod publish;
 mod serve;
 
 use std::path::PathBuf;

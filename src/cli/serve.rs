@@ -38,11 +38,15 @@ enum LogFormat {
     Json,
 }
 
-/// Logs to stderr, filtered by `HASHSIEVE_LOG` (default `info`).
+/// Logs to stderr, filtered by `HASHSIEVE_LOG` (default: `info`, with the HTTP and object
+/// store clients at `warn`: their retries of an unreachable source would fill the log every
+/// poll, and the refusal already says it).
 fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HASHSIEVE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("HASHSIEVE_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,object_store=warn,reqwest=warn")
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -90,29 +94,30 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         let listener = std::net::TcpListener::bind(listen)
             .with_context(|| format!("cannot listen on {listen}"))?;
         let local = listener.local_addr()?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        tracing::info!("listening on {scheme}://{local}");
-        // SIGHUP: look at every source now instead of at the next poll.
+        let shutdown = shutdown_signal()?;
+        // SIGHUP: look at every source now instead of at the next poll (watched before the
+        // address is logged, like the shutdown signals).
         #[cfg(unix)]
         {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
             let state = std::sync::Arc::clone(&state);
             tokio::spawn(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                if let Ok(mut hup) = signal(SignalKind::hangup()) {
-                    while hup.recv().await.is_some() {
-                        tracing::info!("SIGHUP: polling every source now");
-                        state.send(crate::server::updates::Command::PollNow);
-                    }
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: polling every source now");
+                    state.send(crate::server::updates::Command::PollNow);
                 }
             });
         }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("listening on {scheme}://{local}");
         let state = std::sync::Arc::clone(&state);
         match tls {
-            Some(tls) => server::run_tls(listener, tls, state, shutdown_signal()).await,
+            Some(tls) => server::run_tls(listener, tls, state, shutdown).await,
             None => {
                 listener.set_nonblocking(true)?;
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                server::run(listener, state, shutdown_signal()).await
+                server::run(listener, state, shutdown).await
             }
         }
         .context("serving")
@@ -122,24 +127,24 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     served.map(|()| Outcome::Ok)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that resolves on Ctrl-C or SIGTERM. The handlers are installed here, before the
+/// service says it is listening: a signal that came between the two would otherwise kill the
+/// process without its drain.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        })
     }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

@@ -88,3 +88,54 @@ pub fn validate_list_name(name: &str) -> Result<(), FormatError> {
     }
     Ok(())
 }
+
+/// The version of a published file of `list` (`<list>-<version>.hset` or `.hdelta`), and
+/// whether it is a delta; `None` for any other name.
+pub fn parse_file_name(list: &str, file: &str) -> Option<(u64, bool)> {
+    let (stem, is_delta) = match file.strip_suffix(".hdelta") {
+        Some(s) => (s, true),
+        None => (file.strip_suffix(".hset")?, false),
+    };
+    let digits = stem.strip_prefix(list)?.strip_prefix('-')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let version = digits.parse().ok()?;
+    Some((version, is_delta))
+}
+
+/// The name a set (or delta) of `list` at `version` is published under.
+pub fn file_name(list: &str, version: u64, is_delta: bool) -> String {
+    let extension = if is_delta { "hdelta" } else { "hset" };
+    format!("{list}-{version}.{extension}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_give_versions_and_kinds() {
+        assert_eq!(parse_file_name("alpha", "alpha-12.hset"), Some((12, false)));
+        assert_eq!(
+            parse_file_name("alpha", "alpha-13.hdelta"),
+            Some((13, true))
+        );
+        for other in [
+            "alpha-12.hset.minisig",
+            "alphabet-1.hset",
+            "alpha-x.hset",
+            "alpha-.hset",
+            "alpha-+1.hset",
+            "beta-1.hset",
+            "alpha.files",
+        ] {
+            assert_eq!(parse_file_name("alpha", other), None, "{other}");
+        }
+        assert_eq!(file_name("alpha", 12, false), "alpha-12.hset");
+        assert_eq!(
+            parse_file_name("alpha", &file_name("alpha", 13, true)),
+            Some((13, true))
+        );
+    }
+}

@@ -6,5 +6,6 @@ mod hash_cli;
 mod hashset_props;
 mod hashset_trust;
 mod index_match;
+mod s3;
 mod server;
 mod util;

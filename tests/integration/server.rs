@@ -1064,7 +1064,7 @@ fn sigterm_turns_readyz_off_then_serves_through_the_grace_period() {
 
 /// A `hashsieve serve` process that is killed if the test ends without stopping it (a failed
 /// assertion must not leave a server holding the test's output open).
-struct ServeChild(std::process::Child);
+pub(crate) struct ServeChild(pub(crate) std::process::Child);
 
 impl std::ops::Deref for ServeChild {
     type Target = std::process::Child;
@@ -1081,7 +1081,7 @@ impl std::ops::DerefMut for ServeChild {
 
 impl ServeChild {
     /// SIGTERM (a graceful stop: drain, then stop the updater) and the exit status.
-    fn terminate(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
         #[cfg(unix)]
         {
             let _ = std::process::Command::new("kill")
@@ -1141,7 +1141,7 @@ fn spawn_serve(
 }
 
 /// [`spawn_serve`] with a command prepared by the caller (its environment, say).
-fn spawn_serve_with(
+pub(crate) fn spawn_serve_with(
     mut command: std::process::Command,
     cwd: &Path,
     args: &[&str],
@@ -1255,7 +1255,8 @@ fn serve_binary_runs_the_demo_and_refuses_bad_configs() {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hashsieve"));
         command.env("HASHSIEVE_LOG_FORMAT", "json");
         let (mut child, rx, mut log, _addr) = spawn_serve_with(command, dir.path(), args, "http");
-        child.terminate();
+        // At once after it says it listens: the signal handlers are in place by then.
+        assert!(child.terminate().success(), "{log:?}");
         while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
             log.push(line);
         }

@@ -26,7 +26,7 @@ use crate::hashset::trust::{self, Policy, Refusal, StateError};
 use crate::index::store;
 use crate::index::{IndexError, ListIndex};
 use crate::kinds::hex_lower;
-use source::{DirSource, HttpsSource, Listed, Source, Stamp};
+use source::{DirSource, HttpsSource, Listed, S3Source, Source, Stamp};
 use state::StateDir;
 
 use super::{ListStatus, Refused, Shared, Snapshot};
@@ -73,6 +73,10 @@ pub enum UpdateError {
     Io(#[from] std::io::Error),
 }
 
+/// How long a file may be seen without its signature before it is refused for that (at
+/// least this, and at least one poll interval).
+const SIGNATURE_PATIENCE: Duration = Duration::from_secs(10);
+
 /// How often the updater looks for expired lists when nothing else wakes it.
 const EXPIRY_CHECK: Duration = Duration::from_secs(5);
 
@@ -99,6 +103,10 @@ struct ListState {
     index: Option<Arc<ListIndex>>,
     /// Files already refused, with their stamp then: not offered again until it changes.
     refused: HashMap<PathBuf, Stamp>,
+    /// Files seen without their signature, and since when. Publishers write the signature
+    /// first, but one that is merely late is waited for (`SIGNATURE_PATIENCE`) before the
+    /// file is refused, so that a publish in progress raises no alarm.
+    unsigned: HashMap<PathBuf, Instant>,
     next_poll: Instant,
 }
 
@@ -138,6 +146,11 @@ impl Updater {
                     };
                     Some(Box::new(HttpsSource::new(base.clone(), client)))
                 }
+                SourceConfig::S3 { url, endpoint } => {
+                    let bucket = crate::objstore::Bucket::open(url, endpoint.as_deref())
+                        .map_err(|e| UpdateError::Io(std::io::Error::other(e)))?;
+                    Some(Box::new(S3Source::new(bucket)))
+                }
             };
             lists.push(ListState {
                 config: c.clone(),
@@ -145,6 +158,7 @@ impl Updater {
                 current: None,
                 index: None,
                 refused: HashMap::new(),
+                unsigned: HashMap::new(),
                 next_poll: Instant::now(),
             });
         }
@@ -338,7 +352,7 @@ impl Updater {
         let mut candidates: Vec<(u64, bool, Listed)> = files
             .into_iter()
             .filter_map(|f| {
-                let (version, is_delta) = source::parse_name(&name, &f.name)?;
+                let (version, is_delta) = crate::hashset::parse_file_name(&name, &f.name)?;
                 Some((version, is_delta, f))
             })
             .collect();
@@ -362,8 +376,22 @@ impl Updater {
             if self.lists[i].refused.get(&file.location) == Some(&stamp) {
                 continue;
             }
-            let outcome = source
-                .fetch(&file, self.max_set_bytes)
+            let fetched = source.fetch(&file, self.max_set_bytes);
+            if let Ok((_, None)) = &fetched {
+                let patience =
+                    SIGNATURE_PATIENCE.max(Duration::from_secs(self.lists[i].config.poll_seconds));
+                let since = *self.lists[i]
+                    .unsigned
+                    .entry(file.location.clone())
+                    .or_insert_with(Instant::now);
+                if since.elapsed() < patience {
+                    tracing::debug!(list = %name, file = %file.location.display(), "signature not there yet; looking again on the next poll");
+                    continue;
+                }
+            } else {
+                self.lists[i].unsigned.remove(&file.location);
+            }
+            let outcome = fetched
                 .map_err(UpdateError::from)
                 .and_then(|(bytes, signature)| {
                     self.offer(i, &file.location, bytes, signature.as_deref())

@@ -1,12 +1,14 @@
 //! Where a list's signed files come from. A [`Source`] lists the files it holds now and
 //! fetches one with its signature; the updater decides which to offer to the verifier. One
-//! implementation per kind of source: a local directory ([`DirSource`]) and an HTTPS base URL
-//! with a listing ([`HttpsSource`]); admin uploads need none (they arrive as commands).
+//! implementation per kind of source: a local directory ([`DirSource`]), an HTTPS base URL
+//! with a listing ([`HttpsSource`]) and an object-storage prefix ([`S3Source`]); admin
+//! uploads need none (they arrive as commands).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::hashset::trust::{self, Refusal};
+use crate::objstore::{Bucket, Object, ObjectError};
 
 /// A file a source holds: its name (`<list>-<version>.hset` or `.hdelta`) and where it is.
 #[derive(Debug, Clone)]
@@ -191,40 +193,97 @@ impl Source for HttpsSource {
     }
 }
 
-/// A file name of `list`'s: its version, and whether it is a delta.
-pub(super) fn parse_name(list: &str, file: &str) -> Option<(u64, bool)> {
-    let (stem, is_delta) = match file.strip_suffix(".hdelta") {
-        Some(s) => (s, true),
-        None => (file.strip_suffix(".hset")?, false),
-    };
-    let digits = stem.strip_prefix(list)?.strip_prefix('-')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// An `s3://bucket/prefix/`: the files are the objects directly under the prefix, found by
+/// one list call per poll (which also tells each object's size, time and ETag, so an
+/// unchanged bucket costs nothing more); a file is fetched only if it is still the object
+/// listed (`If-Match` its ETag).
+pub(super) struct S3Source {
+    pub bucket: Bucket,
+    /// The last listing, by name.
+    listed: Vec<Object>,
+}
+
+/// Longest signature accepted (a minisign signature is a few hundred bytes).
+const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
+
+impl S3Source {
+    pub fn new(bucket: Bucket) -> S3Source {
+        S3Source {
+            bucket,
+            listed: Vec::new(),
+        }
     }
-    let version = digits.parse().ok()?;
-    Some((version, is_delta))
+
+    fn object(&self, name: &str) -> Option<&Object> {
+        self.listed
+            .binary_search_by(|o| o.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.listed[i])
+    }
+
+    fn refusal(location: &Path, e: ObjectError) -> Refusal {
+        match e {
+            ObjectError::TooLarge { size, limit, .. } => Refusal::TooLarge {
+                path: location.to_owned(),
+                size,
+                limit,
+            },
+            other => Refusal::Io {
+                path: location.to_owned(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        }
+    }
+}
+
+impl Source for S3Source {
+    fn list(&mut self, _list: &str) -> Result<Option<Vec<Listed>>, String> {
+        self.listed = self.bucket.list().map_err(|e| e.to_string())?;
+        Ok(Some(
+            self.listed
+                .iter()
+                .map(|o| Listed {
+                    name: o.name.clone(),
+                    location: PathBuf::from(format!("{}{}", self.bucket.url(), o.name)),
+                })
+                .collect(),
+        ))
+    }
+
+    fn stamp(&self, file: &Listed) -> Stamp {
+        let of = |name: &str| {
+            self.object(name)
+                .map_or((0, None), |o| (o.size, Some(o.modified)))
+        };
+        [of(&file.name), of(&format!("{}.minisig", file.name))]
+    }
+
+    fn fetch(&self, file: &Listed, max_bytes: u64) -> Result<(Vec<u8>, Option<String>), Refusal> {
+        let etag = self.object(&file.name).and_then(|o| o.etag.as_deref());
+        let bytes = self
+            .bucket
+            .get(&file.name, etag, max_bytes)
+            .map_err(|e| Self::refusal(&file.location, e))?
+            .ok_or_else(|| Refusal::Io {
+                path: file.location.clone(),
+                source: std::io::Error::other("no such object (deleted since it was listed)"),
+            })?;
+        let signature_name = format!("{}.minisig", file.name);
+        let signature = match self.object(&signature_name) {
+            None => None,
+            Some(o) => self
+                .bucket
+                .get(&signature_name, o.etag.as_deref(), MAX_SIGNATURE_BYTES)
+                .map_err(|e| Self::refusal(&file.location, e))?
+                .map(|s| String::from_utf8_lossy(&s).into_owned()),
+        };
+        Ok((bytes, signature))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_give_versions_and_kinds() {
-        assert_eq!(parse_name("alpha", "alpha-12.hset"), Some((12, false)));
-        assert_eq!(parse_name("alpha", "alpha-13.hdelta"), Some((13, true)));
-        for other in [
-            "alpha-12.hset.minisig",
-            "alphabet-1.hset",
-            "alpha-x.hset",
-            "alpha-.hset",
-            "alpha-+1.hset",
-            "beta-1.hset",
-            "alpha.files",
-        ] {
-            assert_eq!(parse_name("alpha", other), None, "{other}");
-        }
-    }
 
     #[test]
     fn a_directory_lists_its_files_and_stamps_their_signatures() {
