@@ -31,6 +31,19 @@ pub struct RawConfig {
     pub partners: Vec<RawPartner>,
     #[serde(default)]
     pub admins: Vec<RawAdmin>,
+    /// More `[[partners]]` and `[[admins]]` from a file of their own (a Kubernetes Secret
+    /// beside a ConfigMap), relative to this file's directory.
+    pub partners_file: Option<PathBuf>,
+}
+
+/// What `partners_file` may hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    #[serde(default)]
+    partners: Vec<RawPartner>,
+    #[serde(default)]
+    admins: Vec<RawAdmin>,
 }
 
 fn default_listen() -> String {
@@ -289,6 +302,19 @@ impl Config {
         if let Some(listen) = listen {
             raw.listen = listen.to_string();
         }
+        if let Some(file) = &raw.partners_file {
+            let file = path.parent().unwrap_or(Path::new("")).join(file);
+            let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            let keys: RawKeys = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+                path: file.clone(),
+                message: e.to_string().trim_end().replace('\n', " "),
+            })?;
+            raw.partners.extend(keys.partners);
+            raw.admins.extend(keys.admins);
+        }
         let base = path.parent().unwrap_or(Path::new(""));
         Config::validate(raw, path, base)
     }
@@ -537,6 +563,7 @@ impl Config {
             lists: vec![list("alpha"), list("beta")],
             partners: Vec::new(),
             admins: Vec::new(),
+            partners_file: None,
         };
         Config::validate(raw, Path::new("<built-in demo config>"), root)
     }
@@ -704,6 +731,32 @@ key_sha256 = "{}"
             .contains("admins[0].key_sha256: admin keys must differ")
         );
         assert!(err("listen = \"0.0.0.0:8080\"").contains("not a loopback address"));
+        // Keys from a file of their own (a Secret), merged with the file's; its errors name it.
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("hashsieve.toml");
+        std::fs::write(
+            &main,
+            format!(
+                "listen = \"0.0.0.0:8080\"\npartners_file = \"keys/partners.toml\"\n{}",
+                list("")
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
+        let keys = dir.path().join("keys/partners.toml");
+        std::fs::write(
+            &keys,
+            format!(
+                "[[partners]]\nname = \"p\"\nkey_sha256 = \"{}\"\nlists = [\"a\"]\n",
+                "ab".repeat(32)
+            ),
+        )
+        .unwrap();
+        let c = Config::load(&main).unwrap();
+        assert_eq!(c.partners[0].name, "p");
+        std::fs::write(&keys, "[[partners]]\nnmae = \"p\"\n").unwrap();
+        let e = Config::load(&main).unwrap_err().to_string();
+        assert!(e.contains("partners.toml") && e.contains("nmae"), "{e}");
         // `serve --listen` goes through the same rule, for a file and for the demo.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hashsieve.toml");

@@ -1,6 +1,7 @@
 //! The one integration-test binary: real files, the real `hashsieve` binary.
 
 mod conformance;
+mod deploy;
 mod examples;
 mod hash_cli;
 mod hashset_props;
