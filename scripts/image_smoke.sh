@@ -26,7 +26,10 @@ ctr=$(b from scratch)
 run_ctr=""
 server=""
 cleanup() {
-  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  if [ -n "$server" ]; then
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+  fi
   b rm "$ctr" $run_ctr >/dev/null 2>&1 || true
   b rmi -f "$image" >/dev/null 2>&1 || true
 }
