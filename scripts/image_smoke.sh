@@ -25,7 +25,17 @@ image=localhost/hashsieve-smoke
 ctr=$(b from scratch)
 run_ctr=""
 server=""
+# The service itself (named hashsieve, its config the image's), not the buildah process that
+# started it: killing buildah leaves it running.
+service_pids() {
+  for pid in $(pgrep -x hashsieve); do
+    if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "/etc/hashsieve/hashsieve.toml"; then
+      echo "$pid"
+    fi
+  done
+}
 cleanup() {
+  for pid in $(service_pids); do kill "$pid" 2>/dev/null || true; done
   if [ -n "$server" ]; then
     kill "$server" 2>/dev/null || true
     wait "$server" 2>/dev/null || true
@@ -106,12 +116,9 @@ case "$verdict" in
   *'"verdict":"match"'*) echo "image_smoke: a listed hash matches" ;;
   *) echo "image_smoke: expected a match, got $verdict" >&2; exit 1 ;;
 esac
-# The service itself (named hashsieve), not the buildah process that started it.
 uid=""
-for pid in $(pgrep -x hashsieve); do
-  if tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "/etc/hashsieve/hashsieve.toml"; then
-    uid=$(awk '/^Uid:/{print $2}' "/proc/$pid/status")
-  fi
+for pid in $(service_pids); do
+  uid=$(awk '/^Uid:/{print $2}' "/proc/$pid/status")
 done
 [ "$uid" = 65532 ] || { echo "image_smoke: the service runs as uid $uid, not 65532" >&2; exit 1; }
 echo "image_smoke: runs as uid $uid; image OK"

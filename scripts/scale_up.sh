@@ -47,17 +47,19 @@ public_keys = ["$(sed -n 2p k.pub)"]
 poll_seconds = 3600
 EOF
 start_to_ready() {
-  local started
+  local started pid rss
   started=$(date +%s.%N)
-  /usr/bin/time -f "%M" -o serve.rss "$H" serve --config hashsieve.toml 2> serve.log &
-  local pid=$!
+  "$H" serve --config hashsieve.toml 2> serve.log &
+  pid=$!
   until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do
     kill -0 "$pid" 2>/dev/null || { echo "serve exited:"; cat serve.log; exit 1; }
     sleep 0.05
   done
   echo "$1: ready after $(echo "$(date +%s.%N) - $started" | bc | xargs printf '%.2f') s"
-  kill -TERM "$pid"; wait "$pid" || true
-  echo "   peak RSS $(( $(cat serve.rss) / 1024 )) MB"
+  rss=$(awk '/^VmHWM/{print int($2 / 1024)}' "/proc/$pid/status")
+  kill -TERM "$pid"
+  wait "$pid" || true
+  echo "   peak RSS $rss MB"
 }
 rm -rf state
 echo "== serve, empty state dir (verify, build, persist)"
@@ -72,6 +74,6 @@ if [ ! -f pdq.queries ]; then
 fi
 for kind in pdq sha256; do
   echo "== one thread, $kind queries"
-  RAYON_NUM_THREADS=1 "$H" match --stats --index-dir state/index --hashset scale.hset \
+  RAYON_NUM_THREADS=1 "$H" match --stats --max-bytes $((size + 1024)) --index-dir state/index --hashset scale.hset \
     --public-key k.pub "$kind.queries" 2>&1 >/dev/null | grep '^{' || true
 done

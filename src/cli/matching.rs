@@ -35,6 +35,9 @@ pub(crate) struct MatchArgs {
         conflicts_with = "server"
     )]
     public_keys: Vec<PathBuf>,
+    /// Refuse sets larger than this many bytes (as `hashset verify --max-bytes`).
+    #[arg(long, value_name = "N", default_value_t = crate::hashset::trust::DEFAULT_MAX_BYTES, conflicts_with = "server")]
+    max_bytes: u64,
     /// Print {"entries","build_s","queries","query_s","qps"} to stderr after the run.
     #[arg(long, conflicts_with = "server")]
     stats: bool,
@@ -90,7 +93,8 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
             parse_public_key(&text).map_err(|e| anyhow!("{}: {e}", p.display()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let policy = Policy::new(keys);
+    let mut policy = Policy::new(keys);
+    policy.max_bytes = args.max_bytes;
     let started = Instant::now();
     let mut sets = Vec::new();
     for path in &args.hashsets {
