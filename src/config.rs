@@ -142,6 +142,15 @@ pub struct RawList {
     /// For `s3://` sources: the store's endpoint when `AWS_ENDPOINT_URL` is not set.
     #[serde(default)]
     pub s3_endpoint: Option<String>,
+    /// The largest version step one file may take above the accepted version.
+    #[serde(default = "default_max_version_step")]
+    pub max_version_step: u64,
+}
+
+/// Versions numbered one by one, or by date (`2026120201`), never step this far at once; a
+/// stolen key that signs version 2^63 would otherwise lock out every honest update after it.
+fn default_max_version_step() -> u64 {
+    1_000_000
 }
 
 fn default_poll_seconds() -> u64 {
@@ -222,6 +231,7 @@ pub struct ListConfig {
     pub public_keys: Vec<PublicKey>,
     pub poll_seconds: u64,
     pub report_low_quality: bool,
+    pub max_version_step: u64,
 }
 
 /// A validated partner.
@@ -433,6 +443,12 @@ impl Config {
                         .map_err(|e| invalid(format!("lists[{i}].public_keys[{k}]"), e))?,
                 );
             }
+            if list.max_version_step == 0 {
+                return Err(invalid(
+                    key("max_version_step"),
+                    "must be greater than 0".into(),
+                ));
+            }
             if list.poll_seconds == 0 {
                 return Err(invalid(
                     key("poll_seconds"),
@@ -445,6 +461,7 @@ impl Config {
                 public_keys: keys,
                 poll_seconds: list.poll_seconds,
                 report_low_quality: list.report_low_quality,
+                max_version_step: list.max_version_step,
             });
         }
         let mut digests = BTreeSet::new();
@@ -548,6 +565,7 @@ impl Config {
             poll_seconds: default_poll_seconds(),
             report_low_quality: false,
             s3_endpoint: None,
+            max_version_step: default_max_version_step(),
         };
         let raw = RawConfig {
             listen: listen.map_or_else(default_listen, |l| l.to_string()),

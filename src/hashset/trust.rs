@@ -63,6 +63,16 @@ pub enum Refusal {
         got: u64,
         accepted: u64,
     },
+    #[error(
+        "{path}: list {list:?} version {got} is more than {max_step} versions above the accepted version {accepted} (a fast-forward: refused; raise the list's max_version_step if the maintainer really skipped ahead)"
+    )]
+    FastForward {
+        path: PathBuf,
+        list: String,
+        got: u64,
+        accepted: u64,
+        max_step: u64,
+    },
     #[error("{path}: list {list:?} version {got} was already accepted (replay refused)")]
     Replay {
         path: PathBuf,
@@ -102,6 +112,10 @@ pub struct Policy {
     pub now: i64,
     /// When set, files for other lists are refused.
     pub list: Option<String>,
+    /// When set, a version more than this far above the accepted one is refused: one signed
+    /// file must not be able to push the version so far ahead (a fast-forward, up to 2^64 - 1)
+    /// that every honest update after it is refused as a rollback.
+    pub max_version_step: Option<u64>,
 }
 
 impl Policy {
@@ -111,6 +125,7 @@ impl Policy {
             max_bytes: DEFAULT_MAX_BYTES,
             now: crate::clock::now_unix(),
             list: None,
+            max_version_step: None,
         }
     }
 }
@@ -365,6 +380,17 @@ pub fn verify_bytes(
                 path,
                 list: published.list().to_owned(),
                 got,
+            });
+        }
+        if let Some(max_step) = policy.max_version_step
+            && got - accepted.version > max_step
+        {
+            return Err(Refusal::FastForward {
+                path,
+                list: published.list().to_owned(),
+                got,
+                accepted: accepted.version,
+                max_step,
             });
         }
     }

@@ -203,6 +203,41 @@ fn rollback_and_replay_are_refused() {
 }
 
 #[test]
+fn a_fast_forward_is_refused_and_honest_updates_still_apply() {
+    // One trusted key signs version 2^63: with a step limit it is refused, and the next
+    // honest version is still taken (without one, it would be accepted and lock them out).
+    let f = Fixture::new();
+    let mut state = TrustState::default();
+    state.record("alpha", 2, [7; 32], now_unix());
+    let mut policy = f.policy();
+    policy.max_version_step = Some(1_000_000);
+    let far = f.write_signed("alpha-far.hset", f.fresh(1 << 63), &f.key);
+    let err = verify_path(&far, &policy, Some(&state)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Refusal::FastForward {
+                accepted: 2,
+                max_step: 1_000_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max_version_step"), "{err}");
+    assert!(
+        verify_path(&far, &f.policy(), Some(&state)).is_ok(),
+        "no limit: accepted"
+    );
+    let honest = f.write_signed("alpha-3.hset", f.fresh(3), &f.key);
+    verify_path(&honest, &policy, Some(&state)).unwrap();
+    let step = f.write_signed("alpha-1000002.hset", f.fresh(1_000_002), &f.key);
+    verify_path(&step, &policy, Some(&state)).unwrap();
+    let past = f.write_signed("alpha-1000003.hset", f.fresh(1_000_003), &f.key);
+    assert!(verify_path(&past, &policy, Some(&state)).is_err());
+}
+
+#[test]
 fn expired_set_is_refused() {
     let f = Fixture::new();
     let path = f.write_signed(

@@ -416,6 +416,7 @@ impl Updater {
         let mut policy = Policy::new(self.lists[i].config.public_keys.clone());
         policy.max_bytes = self.max_set_bytes;
         policy.list = Some(name.clone());
+        policy.max_version_step = Some(self.lists[i].config.max_version_step);
         let key = signature.and_then(signature_key_id);
         let published =
             trust::verify_bytes(path, bytes, signature, &policy, Some(self.state.trust()))?;
