@@ -40,6 +40,7 @@ pub struct QueryIn<'a> {
     pub hash: Cow<'a, str>,
     /// PDQ quality (0-100); under 50 gives verdict `low_quality`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 100)]
     pub quality: Option<u8>,
 }
 

@@ -463,6 +463,20 @@ fn matching_endpoints_entitlements_and_distance_policies() {
             "{schema} missing"
         );
     }
+    // The bounds the service enforces are in the document, for clients generated from it.
+    let quality = &doc["components"]["schemas"]["QueryIn"]["properties"]["quality"];
+    assert_eq!(
+        (&quality["minimum"], &quality["maximum"]),
+        (&json!(0), &json!(100)),
+        "{quality}"
+    );
+    let single = doc["paths"]["/v1/match/{kind}/{hash}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "quality")
+        .unwrap();
+    assert_eq!(single["schema"]["maximum"], 100, "{single}");
 
     // Metrics: requests by endpoint pattern (never a concrete hash), matches by list.
     let text = server.get("/metrics", None).text().unwrap();

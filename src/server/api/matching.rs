@@ -225,6 +225,7 @@ pub(super) async fn match_batch(
 #[serde(deny_unknown_fields)]
 pub(super) struct SingleParams {
     /// PDQ quality (0-100).
+    #[param(minimum = 0, maximum = 100)]
     quality: Option<u8>,
 }
 
