@@ -323,7 +323,8 @@ fn load_secret_key(path: &Path) -> anyhow::Result<SecretKey> {
         .map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
-fn load_public_key(path: &Path) -> anyhow::Result<PublicKey> {
+/// A minisign public key file; errors name it.
+pub(crate) fn load_public_key(path: &Path) -> anyhow::Result<PublicKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
     parse_public_key(&text).map_err(|e| anyhow!("{}: {e}", path.display()))

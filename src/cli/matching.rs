@@ -11,7 +11,7 @@ use anyhow::{Context as _, anyhow, bail};
 use serde::Serialize;
 
 use super::Outcome;
-use crate::hashset::signing::{Published, parse_public_key};
+use crate::hashset::signing::Published;
 use crate::hashset::trust::{self, Policy};
 use crate::index::query::parse_line;
 use crate::index::{Decision, Index, MatchOptions, Query, store};
@@ -87,11 +87,7 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
     let keys = args
         .public_keys
         .iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("{}: cannot read", p.display()))?;
-            parse_public_key(&text).map_err(|e| anyhow!("{}: {e}", p.display()))
-        })
+        .map(|p| super::hashset::load_public_key(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut policy = Policy::new(keys);
     policy.max_bytes = args.max_bytes;

@@ -10,7 +10,7 @@ use anyhow::{Context as _, anyhow, bail};
 
 use super::Outcome;
 use crate::fsutil::write_atomic;
-use crate::hashset::signing::{Published, check_comment, parse_public_key};
+use crate::hashset::signing::{Published, check_comment};
 use crate::hashset::trust::{self, Policy};
 use crate::hashset::{file_name, parse_file_name};
 use crate::objstore::Bucket;
@@ -92,11 +92,7 @@ pub(crate) fn run(args: PublishArgs) -> anyhow::Result<Outcome> {
     let keys = args
         .public_keys
         .iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("{}: cannot read", p.display()))?;
-            parse_public_key(&text).map_err(|e| anyhow!("{}: {e}", p.display()))
-        })
+        .map(|p| super::hashset::load_public_key(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut ready = Vec::new();
     for path in &args.files {
