@@ -3,6 +3,11 @@
 use std::io::Write;
 use std::path::Path;
 
+/// Temporary files are named `.hashsieve-XXXXXX.tmp` beside their target, so that a crash's
+/// leftovers can be recognised and removed.
+pub const TEMP_PREFIX: &str = ".hashsieve-";
+pub const TEMP_SUFFIX: &str = ".tmp";
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed and
 /// fsynced, renamed over `path`, then the directory fsynced so the rename survives a crash.
 /// On error nothing is left behind (the temporary file is removed). The file is readable by
@@ -39,8 +44,8 @@ fn write_atomic_inner(
         _ => Path::new("."),
     };
     let tmp = tempfile::Builder::new()
-        .prefix(".hashsieve-")
-        .suffix(".tmp")
+        .prefix(TEMP_PREFIX)
+        .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)?;
     // Permissions are set before any byte is written, so a secret is never readable by others.
     set_mode(tmp.as_file(), mode)?;

@@ -35,10 +35,17 @@ pub enum ObjectError {
     #[error("{url}: {size} bytes is over the size limit of {limit} bytes")]
     TooLarge { url: String, size: u64, limit: u64 },
     #[error(
+        "{url}: more than {limit} objects under the prefix; give each list a prefix of its own holding only its files"
+    )]
+    TooManyObjects { url: String, limit: usize },
+    #[error(
         "{url}: changed while it was being read (listed with ETag {listed}); read again on the next poll"
     )]
     Changed { url: String, listed: String },
 }
+
+/// Most objects a listing looks at (a list's prefix holds a few hundred files at most).
+pub const MAX_OBJECTS: usize = 100_000;
 
 /// One object directly under the prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,23 +191,40 @@ impl Bucket {
     /// The objects directly under the prefix (one list call; "folders" below it are not
     /// descended into), by name.
     pub fn list(&self) -> Result<Vec<Object>, ObjectError> {
+        use futures_util::TryStreamExt as _;
         let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
-        let listed = self
-            .runtime
-            .block_on(self.store.list_with_delimiter(prefix))
-            .map_err(self.request("cannot list"))?;
-        let mut objects: Vec<Object> = listed
-            .objects
-            .into_iter()
-            .filter_map(|meta| {
-                Some(Object {
-                    name: meta.location.filename()?.to_owned(),
-                    size: meta.size,
-                    modified: meta.last_modified.into(),
-                    etag: meta.e_tag,
-                })
-            })
-            .collect();
+        let depth = self.prefix.parts().count() + 1;
+        // Page by page, and no further than MAX_OBJECTS: a prefix holding a million names
+        // (by mistake or by malice) costs bounded time and memory, not all of them.
+        let mut stream = self.store.list(prefix);
+        let mut objects = Vec::new();
+        self.runtime.block_on(async {
+            while let Some(meta) = stream
+                .try_next()
+                .await
+                .map_err(self.request("cannot list"))?
+            {
+                if objects.len() == MAX_OBJECTS {
+                    return Err(ObjectError::TooManyObjects {
+                        url: self.url.clone(),
+                        limit: MAX_OBJECTS,
+                    });
+                }
+                // Objects directly under the prefix only (not in "subdirectories").
+                if meta.location.parts().count() != depth {
+                    continue;
+                }
+                if let Some(name) = meta.location.filename() {
+                    objects.push(Object {
+                        name: name.to_owned(),
+                        size: meta.size,
+                        modified: meta.last_modified.into(),
+                        etag: meta.e_tag,
+                    });
+                }
+            }
+            Ok(())
+        })?;
         objects.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(objects)
     }

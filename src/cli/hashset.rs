@@ -46,7 +46,10 @@ pub(crate) struct KeygenArgs {
 pub(crate) enum HashsetCommand {
     /// Build a canonical hash set from CSV (kind,hash,category,ref) or `hashsieve hash` NDJSON.
     Build(BuildArgs),
-    /// Sign a set or delta; writes FILE.minisig with a trusted comment that binds the file.
+    /// Sign a set or delta; writes FILE.minisig with a trusted comment that binds the file. A
+    /// co-signer of a threshold list runs it too: when FILE.minisig is another key's, the
+    /// signature goes to the next free FILE.2.minisig, FILE.3.minisig, ... (this key's own
+    /// earlier signature is replaced where it is).
     Sign {
         /// The secret key (password from $HASHSIEVE_PASSWORD or the terminal).
         #[arg(long, value_name = "FILE")]
@@ -119,9 +122,13 @@ pub(crate) struct BuildArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
-    /// A trusted public key (repeat during a key rotation).
+    /// A trusted public key (repeat during a key rotation, or for a threshold).
     #[arg(long = "public-key", value_name = "FILE", required = true)]
     public_keys: Vec<PathBuf>,
+    /// How many distinct keys of --public-key must have signed (k of n): FILE.minisig,
+    /// FILE.2.minisig, ... are read.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    threshold: usize,
     /// Trust state to check against and update: refuses versions not above the last accepted
     /// one (rollback, replay) and records this one.
     #[arg(long, value_name = "FILE")]
@@ -334,7 +341,7 @@ fn sign_file(secret_key: &Path, set: &Path) -> anyhow::Result<Outcome> {
     let published = read_published(set)?;
     let sk = load_secret_key(secret_key)?;
     let signature = sign(&published, &sk).map_err(|e| anyhow!("{}: {e}", set.display()))?;
-    let sig_path = trust::signature_path(set);
+    let sig_path = signature_slot(set, &key_id(sk.keynum()))?;
     write_atomic(&sig_path, signature.as_bytes())
         .with_context(|| format!("{}: cannot write", sig_path.display()))?;
     eprintln!(
@@ -345,13 +352,48 @@ fn sign_file(secret_key: &Path, set: &Path) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
+/// Where `key`'s signature of `set` goes: the slot that already holds one by this key, else
+/// the first free one (FILE.minisig, FILE.2.minisig, ...).
+fn signature_slot(set: &Path, key: &str) -> anyhow::Result<PathBuf> {
+    let mut free = None;
+    for n in 1..=trust::MAX_SIGNATURES {
+        let path = trust::nth_signature_path(set, n);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                if crate::hashset::signing::signature_key_id(&text).as_deref() == Some(key) {
+                    return Ok(path);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                free.get_or_insert(path);
+            }
+            Err(e) => bail!("{}: cannot read: {e}", path.display()),
+        }
+    }
+    free.ok_or_else(|| {
+        anyhow!(
+            "{}: already has {} signatures by other keys",
+            set.display(),
+            trust::MAX_SIGNATURES
+        )
+    })
+}
+
 fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     let keys = args
         .public_keys
         .iter()
         .map(|p| load_public_key(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.threshold == 0 || args.threshold > keys.len() {
+        bail!(
+            "--threshold {}: must be between 1 and the number of --public-key keys ({})",
+            args.threshold,
+            keys.len()
+        );
+    }
     let mut policy = Policy::new(keys);
+    policy.threshold = args.threshold;
     policy.max_bytes = args.max_bytes;
     let state = match &args.state {
         Some(path) => Some(TrustState::load(path)?),

@@ -35,6 +35,9 @@ pub(crate) struct MatchArgs {
         conflicts_with = "server"
     )]
     public_keys: Vec<PathBuf>,
+    /// How many distinct --public-key keys must have signed each set (k of n).
+    #[arg(long, value_name = "K", default_value_t = 1, conflicts_with = "server")]
+    threshold: usize,
     /// Refuse sets larger than this many bytes (as `hashset verify --max-bytes`).
     #[arg(long, value_name = "N", default_value_t = crate::hashset::trust::DEFAULT_MAX_BYTES, conflicts_with = "server")]
     max_bytes: u64,
@@ -89,7 +92,15 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
         .iter()
         .map(|p| super::hashset::load_public_key(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.threshold == 0 || args.threshold > keys.len() {
+        bail!(
+            "--threshold {}: must be between 1 and the number of --public-key keys ({})",
+            args.threshold,
+            keys.len()
+        );
+    }
     let mut policy = Policy::new(keys);
+    policy.threshold = args.threshold;
     policy.max_bytes = args.max_bytes;
     let started = Instant::now();
     let mut sets = Vec::new();

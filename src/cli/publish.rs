@@ -21,11 +21,16 @@ pub(crate) struct PublishArgs {
     /// standard AWS_* variables; AWS_ENDPOINT_URL for an S3-compatible store).
     #[arg(long, value_name = "dir:PATH | s3://bucket/prefix/")]
     to: String,
-    /// Verify each file against these public keys first (repeat during a rotation); without
-    /// it, only that each file and its FILE.minisig belong together is checked.
+    /// Verify each file against these public keys first (repeat during a rotation, or for a
+    /// threshold); without it, only that each file and its signatures belong together is
+    /// checked.
     #[arg(long = "public-key", value_name = "FILE")]
     public_keys: Vec<PathBuf>,
-    /// Signed .hset or .hdelta files, each with its FILE.minisig beside it.
+    /// With --public-key: how many distinct keys must have signed each file.
+    #[arg(long, default_value_t = 1, requires = "public_keys")]
+    threshold: usize,
+    /// Signed .hset or .hdelta files, each with its FILE.minisig (and for a threshold list
+    /// FILE.2.minisig, ...) beside it; all of its signatures are published.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
 }
@@ -37,7 +42,8 @@ struct Ready {
     version: u64,
     name: String,
     bytes: Vec<u8>,
-    signature: String,
+    /// Its signatures, in the order of their file names (`.minisig`, `.2.minisig`, ...).
+    signatures: Vec<String>,
 }
 
 /// Where files go.
@@ -96,7 +102,7 @@ pub(crate) fn run(args: PublishArgs) -> anyhow::Result<Outcome> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut ready = Vec::new();
     for path in &args.files {
-        match prepare(path, &keys)? {
+        match prepare(path, &keys, args.threshold)? {
             Ok(file) => ready.push(file),
             Err(refusal) => {
                 eprintln!("hashsieve: refused, nothing published: {refusal}");
@@ -112,19 +118,30 @@ pub(crate) fn run(args: PublishArgs) -> anyhow::Result<Outcome> {
             .with_context(|| format!("{}: cannot create", dir.display()))?;
     }
     for file in &ready {
-        let signature_name = format!("{}.minisig", file.name);
-        match target.existing(&file.name, file.bytes.len() as u64)? {
-            Some(bytes) if bytes == file.bytes => {
-                eprintln!("{}: already published", target.describe(&file.name));
-                continue;
-            }
+        let already = match target.existing(&file.name, file.bytes.len() as u64)? {
+            Some(bytes) if bytes == file.bytes => true,
             Some(_) => bail!(
                 "{}: a different file is already published under this name; publish it as a new version",
                 target.describe(&file.name)
             ),
-            None => {}
+            None => false,
+        };
+        // Signatures of the same file are always safe to (re)write: a co-signer's signature
+        // arriving after the file was published is how a threshold list reaches k.
+        for (n, signature) in file.signatures.iter().enumerate() {
+            target.put(
+                &trust::signature_name(&file.name, n + 1),
+                signature.as_bytes(),
+            )?;
         }
-        target.put(&signature_name, file.signature.as_bytes())?;
+        if already {
+            eprintln!(
+                "{}: already published ({} signature(s) now beside it)",
+                target.describe(&file.name),
+                file.signatures.len()
+            );
+            continue;
+        }
         target.put(&file.name, &file.bytes)?;
         eprintln!(
             "published {} as {}",
@@ -142,35 +159,54 @@ pub(crate) fn run(args: PublishArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-/// Reads `path` and its signature and checks they belong together (and, with `keys`, that
-/// the signature is good). `Ok(Err(reason))` for a refused file.
-fn prepare(path: &Path, keys: &[minisign::PublicKey]) -> anyhow::Result<Result<Ready, String>> {
-    let sig_path = trust::signature_path(path);
+/// Reads `path` and its signatures and checks they belong together (and, with `keys`, that
+/// at least `threshold` of them are good). `Ok(Err(reason))` for a refused file.
+fn prepare(
+    path: &Path,
+    keys: &[minisign::PublicKey],
+    threshold: usize,
+) -> anyhow::Result<Result<Ready, String>> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let signature = std::fs::read_to_string(&sig_path).with_context(|| {
-        format!(
+    // Contiguous from FILE.minisig: published as `.minisig`, `.2.minisig`, ... in this order.
+    let mut signatures = Vec::new();
+    for n in 1..=trust::MAX_SIGNATURES {
+        let sig_path = trust::nth_signature_path(path, n);
+        match std::fs::read_to_string(&sig_path) {
+            Ok(s) => signatures.push(s),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => return Err(anyhow!("{}: cannot read: {e}", sig_path.display())),
+        }
+    }
+    if signatures.is_empty() {
+        bail!(
             "{}: cannot read its signature {}; sign it first (hashsieve hashset sign)",
             path.display(),
-            sig_path.display()
-        )
-    })?;
+            trust::signature_path(path).display()
+        );
+    }
     let published = if keys.is_empty() {
         let published = match Published::parse(bytes.clone()) {
             Ok(p) => p,
             Err(e) => return Ok(Err(format!("{}: {e}", path.display()))),
         };
-        let comment = minisign::SignatureBox::from_string(&signature)
-            .and_then(|s| s.trusted_comment())
-            .map_err(|e| anyhow!("{}: unreadable signature: {e}", sig_path.display()))?;
-        if let Err(e) = check_comment(&comment, &published) {
-            return Ok(Err(format!(
-                "{}: the signature is not this file's: {e}",
-                path.display()
-            )));
+        for (n, signature) in signatures.iter().enumerate() {
+            let sig_path = trust::nth_signature_path(path, n + 1);
+            let comment = minisign::SignatureBox::from_string(signature)
+                .and_then(|s| s.trusted_comment())
+                .map_err(|e| anyhow!("{}: unreadable signature: {e}", sig_path.display()))?;
+            if let Err(e) = check_comment(&comment, &published) {
+                return Ok(Err(format!(
+                    "{}: the signature is not this file's ({}): {e}",
+                    path.display(),
+                    sig_path.display()
+                )));
+            }
         }
         published
     } else {
-        match trust::verify_path(path, &Policy::new(keys.to_vec()), None) {
+        let mut policy = Policy::new(keys.to_vec());
+        policy.threshold = threshold;
+        match trust::verify_bytes(path, bytes.clone(), &signatures, &policy, None) {
             Ok(p) => p,
             Err(refusal) => return Ok(Err(refusal.to_string())),
         }
@@ -183,7 +219,7 @@ fn prepare(path: &Path, keys: &[minisign::PublicKey]) -> anyhow::Result<Result<R
         list,
         version,
         bytes,
-        signature,
+        signatures,
     }))
 }
 

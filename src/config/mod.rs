@@ -67,6 +67,8 @@ pub struct ListConfig {
     pub name: String,
     pub source: Source,
     pub public_keys: Vec<PublicKey>,
+    /// How many distinct keys of `public_keys` must sign each file (1 ≤ k ≤ n).
+    pub threshold: usize,
     pub poll_seconds: u64,
     pub report_low_quality: bool,
     pub max_version_step: u64,
@@ -207,6 +209,7 @@ impl Config {
             ("limits.max_set_bytes", l.max_set_bytes),
             ("limits.audit_rotate_bytes", l.audit_rotate_bytes),
             ("limits.near_miss_sample", u64::from(l.near_miss_sample)),
+            ("limits.fetch_timeout_ms", l.fetch_timeout_ms),
         ] {
             if value == 0 {
                 return Err(invalid(key.into(), "must be greater than 0".into()));
@@ -281,6 +284,23 @@ impl Config {
                         .map_err(|e| invalid(format!("lists[{i}].public_keys[{k}]"), e))?,
                 );
             }
+            let ids: BTreeSet<&[u8]> = keys.iter().map(PublicKey::keynum).collect();
+            if ids.len() != keys.len() {
+                return Err(invalid(
+                    key("public_keys"),
+                    "the same key is listed twice".into(),
+                ));
+            }
+            if list.threshold == 0 || list.threshold > keys.len() {
+                return Err(invalid(
+                    key("threshold"),
+                    format!(
+                        "must be between 1 and the number of public_keys ({}), got {}",
+                        keys.len(),
+                        list.threshold
+                    ),
+                ));
+            }
             if list.max_version_step == 0 {
                 return Err(invalid(
                     key("max_version_step"),
@@ -297,6 +317,7 @@ impl Config {
                 name: list.name.clone(),
                 source,
                 public_keys: keys,
+                threshold: list.threshold,
                 poll_seconds: list.poll_seconds,
                 report_low_quality: list.report_low_quality,
                 max_version_step: list.max_version_step,
@@ -400,6 +421,7 @@ impl Config {
             name: name.into(),
             source: format!("dir:{}", ex.join(name).display()),
             public_keys: vec![key.clone()],
+            threshold: 1,
             poll_seconds: default_poll_seconds(),
             report_low_quality: false,
             s3_endpoint: None,

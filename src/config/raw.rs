@@ -82,6 +82,10 @@ pub struct Limits {
     /// drains what is in flight (for at most `request_timeout_ms`) and exits.
     #[serde(default = "default_shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// Longest one download from an HTTPS source may take (the listing, a file, a
+    /// signature): a source that sends one byte a second cannot hold the updater longer.
+    #[serde(default = "default_fetch_timeout_ms")]
+    pub fetch_timeout_ms: u64,
 }
 
 pub(super) fn default_max_batch() -> usize {
@@ -105,6 +109,9 @@ pub(super) fn default_near_miss_bits() -> u32 {
 pub(super) fn default_shutdown_grace_ms() -> u64 {
     5_000
 }
+pub(super) fn default_fetch_timeout_ms() -> u64 {
+    120_000
+}
 pub(super) fn default_near_miss_sample() -> u32 {
     128
 }
@@ -120,6 +127,7 @@ impl Default for Limits {
             near_miss_bits: default_near_miss_bits(),
             near_miss_sample: default_near_miss_sample(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
+            fetch_timeout_ms: default_fetch_timeout_ms(),
         }
     }
 }
@@ -130,6 +138,9 @@ pub struct RawList {
     pub name: String,
     pub source: String,
     pub public_keys: Vec<String>,
+    /// How many of `public_keys` must have signed each file (k of n).
+    #[serde(default = "default_threshold")]
+    pub threshold: usize,
     #[serde(default = "default_poll_seconds")]
     pub poll_seconds: u64,
     /// Report the matches of a low-quality PDQ query (verdict `low_quality`) to partners.
@@ -141,6 +152,10 @@ pub struct RawList {
     /// The largest version step one file may take above the accepted version.
     #[serde(default = "default_max_version_step")]
     pub max_version_step: u64,
+}
+
+pub(super) fn default_threshold() -> usize {
+    1
 }
 
 /// Versions numbered one by one, or by date (`2026120201`), never step this far at once; a

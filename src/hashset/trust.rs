@@ -12,7 +12,7 @@ use minisign::PublicKey;
 use serde::{Deserialize, Serialize};
 
 use super::FormatError;
-use super::signing::{Published, SignatureError, check_comment, check_signature};
+use super::signing::{Published, SignatureError, check_comment, check_signature, signature_key_id};
 use crate::clock::rfc3339;
 use crate::kinds::hex_lower;
 
@@ -35,6 +35,17 @@ pub enum Refusal {
     },
     #[error("{path}: bad signature: {detail}")]
     BadSignature { path: PathBuf, detail: String },
+    #[error(
+        "{path}: {valid} valid signature(s) from distinct trusted keys where the list requires {threshold}{}",
+        if problems.is_empty() { String::new() } else { format!(" ({})", problems.join("; ")) }
+    )]
+    TooFewSignatures {
+        path: PathBuf,
+        valid: usize,
+        threshold: usize,
+        /// What was wrong with each signature that did not count.
+        problems: Vec<String>,
+    },
     #[error("{path}: trusted comment says {field} {in_comment:?} but the file has {in_file:?}")]
     CommentMismatch {
         path: PathBuf,
@@ -105,8 +116,11 @@ pub enum Refusal {
 /// What the verifier trusts and when it is.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    /// Keys allowed to sign (several during a key rotation).
+    /// Keys allowed to sign (several during a key rotation, or for a threshold).
     pub keys: Vec<PublicKey>,
+    /// How many distinct keys of `keys` must have signed (k of n): with more than one, a
+    /// single stolen key can publish nothing.
+    pub threshold: usize,
     pub max_bytes: u64,
     /// Unix seconds; expiry is checked against this.
     pub now: i64,
@@ -116,16 +130,23 @@ pub struct Policy {
     /// file must not be able to push the version so far ahead (a fast-forward, up to 2^64 - 1)
     /// that every honest update after it is refused as a rollback.
     pub max_version_step: Option<u64>,
+    /// When set, the accepted version itself is taken again if the file is exactly the set
+    /// that was accepted (a full set with the accepted digest): how a list whose saved copy
+    /// was lost or damaged is restored from its source. Anything else at that version is
+    /// still a replay.
+    pub reaccept: bool,
 }
 
 impl Policy {
     pub fn new(keys: Vec<PublicKey>) -> Policy {
         Policy {
             keys,
+            threshold: 1,
             max_bytes: DEFAULT_MAX_BYTES,
             now: crate::clock::now_unix(),
             list: None,
             max_version_step: None,
+            reaccept: false,
         }
     }
 }
@@ -144,7 +165,8 @@ pub struct Accepted {
     /// Content digest of the accepted set (lowercase hex).
     pub digest: String,
     pub accepted_at: String,
-    /// Key id (minisign's 16 hex digits) of the key that signed the accepted file.
+    /// Key ids (minisign's 16 hex digits) of the keys whose signatures were counted, joined
+    /// with ", " when a threshold needed several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<String>,
 }
@@ -257,50 +279,173 @@ pub fn read_capped(
     Ok(bytes)
 }
 
+/// Most signature files looked for beside a file (`FILE.minisig`, `FILE.2.minisig`, ...).
+pub const MAX_SIGNATURES: usize = 16;
+
+/// Longest signature file accepted (a minisign signature is a few hundred bytes).
+pub const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
+
+/// The name of a file's `n`th signature (from 1): `NAME.minisig`, then `NAME.2.minisig`,
+/// `NAME.3.minisig` and so on, each a standard minisign signature of the same file.
+pub fn signature_name(name: &str, n: usize) -> String {
+    if n <= 1 {
+        format!("{name}.minisig")
+    } else {
+        format!("{name}.{n}.minisig")
+    }
+}
+
 /// The conventional signature path: `FILE.minisig`.
 pub fn signature_path(path: &Path) -> PathBuf {
+    nth_signature_path(path, 1)
+}
+
+/// The path of a file's `n`th signature (see [`signature_name`]).
+pub fn nth_signature_path(path: &Path, n: usize) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
+    if n > 1 {
+        s.push(format!(".{n}"));
+    }
     s.push(".minisig");
     PathBuf::from(s)
 }
 
-/// Reads `path` and its `.minisig` and verifies them (see [`verify_bytes`]).
+/// How many signature files to look for when `keys` keys are trusted: one per key, since
+/// more than that cannot count.
+pub fn signatures_wanted(keys: usize) -> usize {
+    keys.clamp(1, MAX_SIGNATURES)
+}
+
+/// Reads the signatures beside `path` (the first `wanted` of `FILE.minisig`,
+/// `FILE.2.minisig`, ...), skipping those that do not exist.
+pub fn read_signatures(path: &Path, wanted: usize) -> Result<Vec<String>, Refusal> {
+    let mut signatures = Vec::new();
+    for n in 1..=wanted.min(MAX_SIGNATURES) {
+        let sig_path = nth_signature_path(path, n);
+        match std::fs::read(&sig_path) {
+            Ok(s) if s.len() as u64 <= MAX_SIGNATURE_BYTES => {
+                signatures.push(String::from_utf8_lossy(&s).into_owned());
+            }
+            Ok(_) => {
+                return Err(Refusal::UnreadableSignature {
+                    path: path.to_owned(),
+                    detail: format!("{} is larger than 64 KiB", sig_path.display()),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Refusal::Io {
+                    path: sig_path,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(signatures)
+}
+
+/// Reads `path` and its signatures and verifies them (see [`verify_bytes`]).
 pub fn verify_path(
     path: &Path,
     policy: &Policy,
     state: Option<&TrustState>,
 ) -> Result<Published, Refusal> {
     let bytes = read_limited(path, policy.max_bytes)?;
-    let sig_path = signature_path(path);
-    let signature = match std::fs::read(&sig_path) {
-        Ok(s) if s.len() <= 64 * 1024 => Some(String::from_utf8_lossy(&s).into_owned()),
-        Ok(_) => {
-            return Err(Refusal::UnreadableSignature {
-                path: path.to_owned(),
-                detail: format!("{} is larger than 64 KiB", sig_path.display()),
-            });
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(Refusal::Io {
-                path: sig_path,
-                source,
-            });
-        }
-    };
-    verify_bytes(path, bytes, signature.as_deref(), policy, state)
+    let signatures = read_signatures(path, signatures_wanted(policy.keys.len()))?;
+    verify_bytes(path, bytes, &signatures, policy, state)
 }
 
-/// Verifies a published file: size, signature by a trusted key, structure, trusted comment,
-/// list, expiry, and (with `state`) a version above the accepted one. Untrusted bytes are
-/// parsed only after the signature checks out.
+/// [`verify_signed`] without the signers.
 pub fn verify_bytes(
     path: &Path,
     bytes: Vec<u8>,
-    signature: Option<&str>,
+    signatures: &[String],
     policy: &Policy,
     state: Option<&TrustState>,
 ) -> Result<Published, Refusal> {
+    verify_signed(path, bytes, signatures, policy, state).map(|v| v.published)
+}
+
+/// A file that checked out, and the key ids whose signatures were counted.
+#[derive(Debug)]
+pub struct Verified {
+    pub published: Published,
+    pub signed_by: Vec<String>,
+}
+
+/// Checks `signatures` against the trusted keys: at least `policy.threshold` of them must be
+/// valid signatures by distinct trusted keys (a key signing twice counts once). Returns the
+/// trusted comments of the counted signatures with their key ids.
+fn count_signatures(
+    path: &Path,
+    bytes: &[u8],
+    signatures: &[String],
+    policy: &Policy,
+) -> Result<Vec<(String, String)>, Refusal> {
+    if signatures.is_empty() {
+        let sig_path = signature_path(path);
+        return Err(Refusal::MissingSignature {
+            path: path.to_owned(),
+            sig_path,
+        });
+    }
+    let threshold = policy.threshold.max(1);
+    let mut counted: Vec<(String, String)> = Vec::new();
+    let mut problems: Vec<SignatureError> = Vec::new();
+    for signature in signatures {
+        match check_signature(bytes, signature, &policy.keys) {
+            Ok(comment) => {
+                let id = signature_key_id(signature).unwrap_or_default();
+                if counted.iter().any(|(k, _)| *k == id) {
+                    problems.push(SignatureError::Invalid(format!(
+                        "key {id} signed more than once (counted once)"
+                    )));
+                } else {
+                    counted.push((id, comment));
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    if counted.len() >= threshold {
+        return Ok(counted);
+    }
+    // One signature required: say exactly what was wrong with it, as minisign would.
+    if threshold == 1 && !problems.is_empty() {
+        return Err(match problems.swap_remove(0) {
+            SignatureError::UnknownKey { key_id, trusted } => Refusal::UnknownKey {
+                path: path.to_owned(),
+                key_id,
+                trusted,
+            },
+            SignatureError::Unreadable(detail) => Refusal::UnreadableSignature {
+                path: path.to_owned(),
+                detail,
+            },
+            other => Refusal::BadSignature {
+                path: path.to_owned(),
+                detail: other.to_string(),
+            },
+        });
+    }
+    Err(Refusal::TooFewSignatures {
+        path: path.to_owned(),
+        valid: counted.len(),
+        threshold,
+        problems: problems.iter().map(ToString::to_string).collect(),
+    })
+}
+
+/// Verifies a published file: size, signatures by enough trusted keys, structure, trusted
+/// comments, list, expiry, and (with `state`) a version above the accepted one. Untrusted
+/// bytes are parsed only after the signatures check out.
+pub fn verify_signed(
+    path: &Path,
+    bytes: Vec<u8>,
+    signatures: &[String],
+    policy: &Policy,
+    state: Option<&TrustState>,
+) -> Result<Verified, Refusal> {
     let path = path.to_owned();
     if bytes.len() as u64 > policy.max_bytes {
         return Err(Refusal::TooLarge {
@@ -309,45 +454,17 @@ pub fn verify_bytes(
             limit: policy.max_bytes,
         });
     }
-    let Some(signature) = signature else {
-        let sig_path = signature_path(&path);
-        return Err(Refusal::MissingSignature { path, sig_path });
-    };
-    let comment = check_signature(&bytes, signature, &policy.keys).map_err(|e| match e {
-        SignatureError::UnknownKey { key_id, trusted } => Refusal::UnknownKey {
-            path: path.clone(),
-            key_id,
-            trusted,
-        },
-        SignatureError::Unreadable(detail) => Refusal::UnreadableSignature {
-            path: path.clone(),
-            detail,
-        },
-        other => Refusal::BadSignature {
-            path: path.clone(),
-            detail: other.to_string(),
-        },
-    })?;
+    let counted = count_signatures(&path, &bytes, signatures, policy)?;
     let published = Published::parse(bytes).map_err(|source| Refusal::Malformed {
         path: path.clone(),
         source,
     })?;
-    check_comment(&comment, &published).map_err(|e| match e {
-        SignatureError::CommentMismatch {
-            field,
-            in_comment,
-            in_file,
-        } => Refusal::CommentMismatch {
-            path: path.clone(),
-            field,
-            in_comment,
-            in_file,
-        },
-        other => Refusal::BadSignature {
-            path: path.clone(),
-            detail: other.to_string(),
-        },
-    })?;
+    // Every counted signature must describe this file: a trusted key vouching for other
+    // contents means something is wrong, whatever the others say.
+    for (_, comment) in &counted {
+        check_comment(comment, &published).map_err(|e| comment_refusal(&path, e))?;
+    }
+    let signed_by = counted.into_iter().map(|(id, _)| id).collect();
     if let Some(expected) = &policy.list
         && published.list() != expected
     {
@@ -375,7 +492,9 @@ pub fn verify_bytes(
                 accepted: accepted.version,
             });
         }
-        if got == accepted.version {
+        let same_set = matches!(published, Published::Set(_))
+            && hex_lower(&published.digest()) == accepted.digest;
+        if got == accepted.version && !(policy.reaccept && same_set) {
             return Err(Refusal::Replay {
                 path,
                 list: published.list().to_owned(),
@@ -394,5 +513,27 @@ pub fn verify_bytes(
             });
         }
     }
-    Ok(published)
+    Ok(Verified {
+        published,
+        signed_by,
+    })
+}
+
+fn comment_refusal(path: &Path, e: SignatureError) -> Refusal {
+    match e {
+        SignatureError::CommentMismatch {
+            field,
+            in_comment,
+            in_file,
+        } => Refusal::CommentMismatch {
+            path: path.to_owned(),
+            field,
+            in_comment,
+            in_file,
+        },
+        other => Refusal::BadSignature {
+            path: path.to_owned(),
+            detail: other.to_string(),
+        },
+    }
 }

@@ -59,7 +59,11 @@ pub struct ListStatus {
     pub expires: Option<String>,
     #[serde(skip)]
     pub expires_unix: Option<i64>,
+    /// Key ids whose signatures were counted for this version (", "-separated when the
+    /// list's threshold needed several).
     pub signing_key: Option<String>,
+    /// How many distinct maintainer keys must sign each file (k of n).
+    pub signatures_required: usize,
     pub last_update: Option<String>,
     pub last_refusal: Option<Refused>,
 }
@@ -103,6 +107,7 @@ impl Shared {
                     l.name.clone(),
                     ListStatus {
                         name: l.name.clone(),
+                        signatures_required: l.threshold,
                         ..ListStatus::default()
                     },
                 )

@@ -8,7 +8,9 @@ use hashsieve::clock::now_unix;
 use hashsieve::hashset::FormatError;
 use hashsieve::hashset::format::{EntryTable, Header};
 use hashsieve::hashset::signing::{Published, sign};
-use hashsieve::hashset::trust::{Policy, Refusal, TrustState, signature_path, verify_path};
+use hashsieve::hashset::trust::{
+    Policy, Refusal, TrustState, nth_signature_path, signature_path, verify_path,
+};
 use hashsieve::kinds::{HashKind, HashValue};
 use minisign::KeyPair;
 
@@ -754,4 +756,249 @@ fn we_verify_signatures_made_by_real_minisign() {
         .code(),
         Some(0)
     );
+}
+
+// ---- k of n maintainer keys --------------------------------------------------------------
+
+/// Three maintainer keys, two of which must sign.
+fn two_of_three(f: &Fixture) -> (Policy, [KeyPair; 2]) {
+    let others = [
+        KeyPair::generate_unencrypted_keypair().unwrap(),
+        KeyPair::generate_unencrypted_keypair().unwrap(),
+    ];
+    let mut policy = Policy::new(vec![
+        f.key.pk.clone(),
+        others[0].pk.clone(),
+        others[1].pk.clone(),
+    ]);
+    policy.threshold = 2;
+    (policy, others)
+}
+
+/// Writes `key`'s signature of the file at `path` as its `n`th signature.
+fn cosign(path: &Path, n: usize, key: &KeyPair) {
+    let published = Published::parse(std::fs::read(path).unwrap()).unwrap();
+    std::fs::write(
+        nth_signature_path(path, n),
+        sign(&published, &key.sk).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn one_stolen_key_alone_publishes_nothing_under_a_threshold() {
+    let f = Fixture::new();
+    let (policy, others) = two_of_three(&f);
+    let path = f.write_signed("alpha-1.hset", f.fresh(1), &f.key);
+    let err = verify_path(&path, &policy, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Refusal::TooFewSignatures {
+                valid: 1,
+                threshold: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("1 valid signature(s) from distinct trusted keys where the list requires 2"),
+        "{err}"
+    );
+    // The same key signing again under the second name still counts once.
+    cosign(&path, 2, &f.key);
+    let err = verify_path(&path, &policy, None).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("signed more than once (counted once)"),
+        "{err}"
+    );
+    // A key that is not one of the three does not count either, and is named.
+    let outsider = KeyPair::generate_unencrypted_keypair().unwrap();
+    cosign(&path, 2, &outsider);
+    let err = verify_path(&path, &policy, None).unwrap_err();
+    assert!(err.to_string().contains("signed by unknown key"), "{err}");
+    // A second maintainer's signature makes two: accepted, and both signers are reported.
+    cosign(&path, 2, &others[1]);
+    let verified = hashsieve::hashset::trust::verify_signed(
+        &path,
+        std::fs::read(&path).unwrap(),
+        &hashsieve::hashset::trust::read_signatures(&path, 3).unwrap(),
+        &policy,
+        None,
+    )
+    .unwrap();
+    assert_eq!(verified.signed_by.len(), 2);
+    // The outsider's signature beside them (a third file) does no harm.
+    cosign(&path, 3, &outsider);
+    verify_path(&path, &policy, None).unwrap();
+}
+
+#[test]
+fn a_threshold_signature_over_other_contents_refuses_the_file() {
+    let f = Fixture::new();
+    let (policy, others) = two_of_three(&f);
+    let bytes = f.fresh(2);
+    // Two good signatures and a third by a trusted key whose comment names another version.
+    let path = f.write_signed("alpha-2.hset", bytes.clone(), &f.key);
+    cosign(&path, 2, &others[0]);
+    let lying = comment_of(&bytes).replace("version=2", "version=3");
+    let sig = minisign::sign(
+        None,
+        &others[1].sk,
+        std::io::Cursor::new(&bytes),
+        Some(&lying),
+        None,
+    )
+    .unwrap();
+    std::fs::write(nth_signature_path(&path, 3), sig.into_string()).unwrap();
+    let err = verify_path(&path, &policy, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Refusal::CommentMismatch {
+                field: "version",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn co_signers_use_the_cli_and_real_minisign_checks_every_signature() {
+    let dir = setup_cli();
+    let d = dir.path();
+    let keygen = |name: &str| {
+        let out = hs(
+            d,
+            &[
+                "keygen",
+                "--secret-key",
+                &format!("{name}.sec"),
+                "--public-key",
+                &format!("{name}.pub"),
+                "--unencrypted",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    };
+    keygen("k2");
+    keygen("k3");
+    let sign_with = |key: &str| {
+        let out = hs(
+            d,
+            &[
+                "hashset",
+                "sign",
+                "--secret-key",
+                &format!("{key}.sec"),
+                "alpha-1.hset",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let verify = |threshold: &str| {
+        hs(
+            d,
+            &[
+                "hashset",
+                "verify",
+                "--public-key",
+                "k.pub",
+                "--public-key",
+                "k2.pub",
+                "--public-key",
+                "k3.pub",
+                "--threshold",
+                threshold,
+                "alpha-1.hset",
+            ],
+        )
+    };
+    assert!(sign_with("k").contains("alpha-1.hset.minisig"));
+    let out = verify("2");
+    assert_eq!(out.status.code(), Some(1), "one of two: refused");
+    assert!(
+        stderr(&out).contains("where the list requires 2"),
+        "{}",
+        stderr(&out)
+    );
+    // The second maintainer's signature goes beside the first, and signing again replaces
+    // one's own signature rather than adding a slot.
+    assert!(sign_with("k2").contains("alpha-1.hset.2.minisig"));
+    assert!(sign_with("k2").contains("alpha-1.hset.2.minisig"));
+    assert!(!d.join("alpha-1.hset.3.minisig").exists());
+    let out = verify("2");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = verify("3");
+    assert_eq!(out.status.code(), Some(1));
+    let out = verify("4");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a threshold above n is a usage error"
+    );
+    assert!(stderr(&out).contains("between 1 and the number"));
+
+    if !minisign_available() {
+        return;
+    }
+    // Each signature is a standard one: minisign -V checks both, each with its own key.
+    for (sig, key) in [
+        ("alpha-1.hset.minisig", "k.pub"),
+        ("alpha-1.hset.2.minisig", "k2.pub"),
+    ] {
+        let out = minisign(d, &["-V", "-p", key, "-m", "alpha-1.hset", "-x", sig]);
+        assert!(
+            out.status.success(),
+            "minisign -V -x {sig}: {}",
+            stderr(&out)
+        );
+    }
+    // And the third maintainer may sign with minisign itself, under the next name.
+    let comment = String::from_utf8(
+        hs(
+            d,
+            &["hashset", "inspect", "--trusted-comment", "alpha-1.hset"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    let out = minisign(d, &["-G", "-W", "-p", "m.pub", "-s", "m.sec"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_file(d.join("alpha-1.hset.2.minisig")).unwrap();
+    let out = minisign(
+        d,
+        &[
+            "-S",
+            "-s",
+            "m.sec",
+            "-m",
+            "alpha-1.hset",
+            "-x",
+            "alpha-1.hset.2.minisig",
+            "-t",
+            comment.trim(),
+        ],
+    );
+    assert!(out.status.success(), "minisign -S -x: {}", stderr(&out));
+    let out = hs(
+        d,
+        &[
+            "hashset",
+            "verify",
+            "--public-key",
+            "k.pub",
+            "--public-key",
+            "m.pub",
+            "--threshold",
+            "2",
+            "alpha-1.hset",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::caller::{Admin, Known};
 use super::{ProblemDoc, Shared, json_ok};
+use crate::hashset::trust;
 use crate::server::auth::Caller;
 use crate::server::problem::Problem;
 use crate::server::updates::Command;
@@ -56,7 +57,7 @@ pub(super) async fn lists(State(state): Shared, Known(caller): Known) -> Respons
     post,
     path = "/v1/admin/hashsets/{list}",
     params(("list" = String, Path, description = "configured list name")),
-    request_body(content = String, content_type = "multipart/form-data", description = "fields `file` (.hset or .hdelta) and `signature` (its .minisig)"),
+    request_body(content = String, content_type = "multipart/form-data", description = "fields `file` (.hset or .hdelta) and `signature` (its .minisig; repeated, one per signature, for a list with a threshold)"),
     responses(
         (status = 200, description = "Accepted: the version now serving", body = Accepted),
         (status = 400, description = "Not a valid upload", body = ProblemDoc, content_type = "application/problem+json"),
@@ -85,7 +86,7 @@ pub(super) async fn admin_upload(
     let mut multipart = multipart.map_err(|e| {
         Problem::invalid_upload(format!("not multipart/form-data: {}", e.body_text()))
     })?;
-    let (mut file, mut signature) = (None, None);
+    let (mut file, mut signatures) = (None, Vec::new());
     let limit = usize::try_from(state.config.limits.max_set_bytes).unwrap_or(usize::MAX);
     while let Some(field) = multipart
         .next_field()
@@ -96,7 +97,18 @@ pub(super) async fn admin_upload(
         let bytes = read_field(field, limit).await?;
         match name.as_str() {
             "file" => file = Some(bytes),
-            "signature" => signature = Some(bytes),
+            "signature" if signatures.len() < trust::MAX_SIGNATURES => {
+                let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+                    Problem::invalid_upload("a signature (.minisig) is not UTF-8 text")
+                })?;
+                signatures.push(text);
+            }
+            "signature" => {
+                return Err(Problem::invalid_upload(format!(
+                    "more than {} signatures",
+                    trust::MAX_SIGNATURES
+                )));
+            }
             other => {
                 return Err(Problem::invalid_upload(format!(
                     "unexpected field {other:?}; expected `file` and `signature`"
@@ -104,18 +116,16 @@ pub(super) async fn admin_upload(
             }
         }
     }
-    let (Some(file), Some(signature)) = (file, signature) else {
+    let (Some(file), false) = (file, signatures.is_empty()) else {
         return Err(Problem::invalid_upload(
             "send multipart fields `file` (the .hset or .hdelta) and `signature` (its .minisig)",
         ));
     };
-    let signature = String::from_utf8(signature.to_vec())
-        .map_err(|_| Problem::invalid_upload("the signature (.minisig) is not UTF-8 text"))?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     let sent = state.send(Command::Offer {
         list: list.clone(),
         bytes: file.to_vec(),
-        signature,
+        signatures,
         reply,
     });
     match if sent { answer.await.ok() } else { None } {

@@ -21,7 +21,7 @@ use crate::config::{Config, ListConfig, Source as SourceConfig};
 use crate::hashset::FormatError;
 use crate::hashset::delta::DeltaError;
 use crate::hashset::format::HashSetFile;
-use crate::hashset::signing::{Published, signature_key_id};
+use crate::hashset::signing::Published;
 use crate::hashset::trust::{self, Policy, Refusal, StateError};
 use crate::index::store;
 use crate::index::{IndexError, ListIndex};
@@ -69,6 +69,13 @@ pub enum UpdateError {
     Index(#[from] IndexError),
     #[error("saving state: {0}")]
     State(#[from] StateError),
+    #[error(
+        "{path}: the trust state is damaged ({detail}). It is what refuses rolled-back lists, so \
+         the service does not start without it: restore it from a backup, or move it aside to \
+         start afresh (each list then accepts the newest verified version its source offers, \
+         and refuses rollbacks from there)"
+    )]
+    DamagedTrust { path: String, detail: String },
     #[error("saving state: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -86,7 +93,8 @@ pub enum Command {
     Offer {
         list: String,
         bytes: Vec<u8>,
-        signature: String,
+        /// Its signatures (one, or one per maintainer for a threshold list).
+        signatures: Vec<String>,
         reply: tokio::sync::oneshot::Sender<Result<u64, String>>,
     },
     /// Poll every source now (`hashsieve serve` sends it on SIGHUP).
@@ -137,7 +145,9 @@ impl Updater {
                         Some(client) => reqwest::blocking::Client::clone(client),
                         None => {
                             let client = reqwest::blocking::Client::builder()
-                                .timeout(Duration::from_secs(300))
+                                .timeout(Duration::from_millis(config.limits.fetch_timeout_ms))
+                                .connect_timeout(Duration::from_secs(10))
+                                .redirect(source::same_origin_redirects())
                                 .user_agent(concat!("hashsieve/", env!("CARGO_PKG_VERSION")))
                                 .build()
                                 .map_err(|e| UpdateError::Io(std::io::Error::other(e)))?;
@@ -255,11 +265,11 @@ impl Updater {
                 Ok(Command::Offer {
                     list,
                     bytes,
-                    signature,
+                    signatures,
                     reply,
                 }) => {
                     let result = self
-                        .offer_by_name(&list, bytes, &signature)
+                        .offer_by_name(&list, bytes, &signatures)
                         .map_err(|e| e.to_string());
                     let _ = reply.send(result);
                 }
@@ -315,7 +325,7 @@ impl Updater {
         &mut self,
         list: &str,
         bytes: Vec<u8>,
-        signature: &str,
+        signatures: &[String],
     ) -> Result<u64, UpdateError> {
         let i = self
             .lists
@@ -326,7 +336,7 @@ impl Updater {
                 list: list.to_owned(),
             })?;
         let label = format!("upload to {list}");
-        let result = self.offer(i, Path::new(&label), bytes, Some(signature));
+        let result = self.offer(i, Path::new(&label), bytes, signatures);
         if let Err(e) = &result {
             self.shared.refusal(list, e.to_string());
         }
@@ -342,8 +352,7 @@ impl Updater {
             return;
         };
         let files: Vec<Listed> = match source.list(&name) {
-            Ok(Some(files)) => files,
-            Ok(None) => return, // unchanged since the last poll
+            Ok(files) => files,
             Err(reason) => {
                 self.shared.refusal(&name, reason);
                 return;
@@ -361,23 +370,29 @@ impl Updater {
         // Older files beside newer ones are normal history and are skipped. But a source
         // whose newest file is older than the version served has been rolled back: offer
         // that file, so the trust state refuses it and the refusal shows.
-        let have = self.lists[i].current.as_ref().map(|s| s.header().version);
+        let have = self.floor(i);
         let newest = candidates.last().map(|(v, _, _)| *v);
         let rolled_back = matches!((have, newest), (Some(h), Some(n)) if n < h);
         for (version, _, file) in candidates {
-            let have = self.lists[i].current.as_ref().map(|s| s.header().version);
+            let have = self.floor(i);
             if have.is_some_and(|h| version <= h) && !(rolled_back && Some(version) == newest) {
                 continue;
             }
             let Some(source) = self.lists[i].source.as_ref() else {
                 return;
             };
-            let stamp = source.stamp(&file);
+            let config = &self.lists[i].config;
+            let wanted = trust::signatures_wanted(config.public_keys.len());
+            let threshold = config.threshold;
+            let stamp = source.stamp(&file, wanted);
             if self.lists[i].refused.get(&file.location) == Some(&stamp) {
                 continue;
             }
-            let fetched = source.fetch(&file, self.max_set_bytes);
-            if let Ok((_, None)) = &fetched {
+            let fetched = source.fetch(&file, self.max_set_bytes, wanted);
+            // A download that failed (a reset, a 500, a timeout) is tried again on the next
+            // poll; a file that was fetched and refused waits until it changes.
+            let transient = matches!(&fetched, Err(Refusal::Io { .. }));
+            if matches!(&fetched, Ok((_, signatures)) if signatures.len() < threshold) {
                 let patience =
                     SIGNATURE_PATIENCE.max(Duration::from_secs(self.lists[i].config.poll_seconds));
                 let since = *self.lists[i]
@@ -385,7 +400,7 @@ impl Updater {
                     .entry(file.location.clone())
                     .or_insert_with(Instant::now);
                 if since.elapsed() < patience {
-                    tracing::debug!(list = %name, file = %file.location.display(), "signature not there yet; looking again on the next poll");
+                    tracing::debug!(list = %name, file = %file.location.display(), "signatures not all there yet; looking again on the next poll");
                     continue;
                 }
             } else {
@@ -393,14 +408,28 @@ impl Updater {
             }
             let outcome = fetched
                 .map_err(UpdateError::from)
-                .and_then(|(bytes, signature)| {
-                    self.offer(i, &file.location, bytes, signature.as_deref())
-                });
+                .and_then(|(bytes, signatures)| self.offer(i, &file.location, bytes, &signatures));
             if let Err(e) = outcome {
                 tracing::warn!(list = %name, refusal = %e, "update refused");
                 self.shared.refusal(&name, e.to_string());
-                self.lists[i].refused.insert(file.location, stamp);
+                if !transient {
+                    self.lists[i].refused.insert(file.location, stamp);
+                }
             }
+        }
+    }
+
+    /// The version below which list `i`'s source files are history: the one serving, or,
+    /// when its saved copy could not be restored, the one before the accepted version (so
+    /// that the accepted set itself can come back from the source).
+    fn floor(&self, i: usize) -> Option<u64> {
+        let l = &self.lists[i];
+        match &l.current {
+            Some(set) => Some(set.header().version),
+            None => self
+                .state
+                .accepted(&l.config.name)
+                .map(|a| a.version.saturating_sub(1)),
         }
     }
 
@@ -410,16 +439,20 @@ impl Updater {
         i: usize,
         path: &Path,
         bytes: Vec<u8>,
-        signature: Option<&str>,
+        signatures: &[String],
     ) -> Result<u64, UpdateError> {
         let name = self.lists[i].config.name.clone();
         let mut policy = Policy::new(self.lists[i].config.public_keys.clone());
+        policy.threshold = self.lists[i].config.threshold;
         policy.max_bytes = self.max_set_bytes;
         policy.list = Some(name.clone());
         policy.max_version_step = Some(self.lists[i].config.max_version_step);
-        let key = signature.and_then(signature_key_id);
-        let published =
-            trust::verify_bytes(path, bytes, signature, &policy, Some(self.state.trust()))?;
+        // Nothing serving although the trust state accepted a version: its saved copy was
+        // lost, so that very set may come back from the source.
+        policy.reaccept = self.lists[i].current.is_none();
+        let verified =
+            trust::verify_signed(path, bytes, signatures, &policy, Some(self.state.trust()))?;
+        let (published, key) = (verified.published, Some(verified.signed_by.join(", ")));
         let label = path.display().to_string();
         let set = match published {
             Published::Set(set) => set,

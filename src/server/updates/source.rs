@@ -22,20 +22,26 @@ pub(super) struct Listed {
 /// file and its signature, or the listing it was named in): a file refused once is offered
 /// again only when its stamp changes, so that a signature arriving after its file gets the
 /// file looked at again, and a broken file is not re-verified on every poll.
-pub(super) type Stamp = [(u64, Option<SystemTime>); 2];
+pub(super) type Stamp = Vec<(u64, Option<SystemTime>)>;
 
 /// A place that publishes a list's signed sets and deltas.
 pub(super) trait Source: Send {
-    /// The files the source holds now, or `None` when it has not changed since the last call
-    /// (an unchanged listing costs a conditional request and nothing more).
-    fn list(&mut self, list: &str) -> Result<Option<Vec<Listed>>, String>;
+    /// The files the source holds now (an unchanged listing may cost a conditional request
+    /// and nothing more: the source answers from the last one).
+    fn list(&mut self, list: &str) -> Result<Vec<Listed>, String>;
 
-    /// The stamp of `file` (see [`Stamp`]).
-    fn stamp(&self, file: &Listed) -> Stamp;
+    /// The stamp of `file` and its first `signatures` signature files (see [`Stamp`]).
+    fn stamp(&self, file: &Listed, signatures: usize) -> Stamp;
 
-    /// The file's bytes (at most `max_bytes`) and its signature, `None` when that is not
-    /// published (the verifier refuses it, and the file is looked at again when it is).
-    fn fetch(&self, file: &Listed, max_bytes: u64) -> Result<(Vec<u8>, Option<String>), Refusal>;
+    /// The file's bytes (at most `max_bytes`) and those of its first `signatures` signature
+    /// files (`NAME.minisig`, `NAME.2.minisig`, ...) that are published; the verifier refuses
+    /// a file without enough, and it is looked at again when more arrive.
+    fn fetch(
+        &self,
+        file: &Listed,
+        max_bytes: u64,
+        signatures: usize,
+    ) -> Result<(Vec<u8>, Vec<String>), Refusal>;
 }
 
 /// A local directory holding the files side by side.
@@ -44,42 +50,42 @@ pub(super) struct DirSource {
 }
 
 impl Source for DirSource {
-    fn list(&mut self, _list: &str) -> Result<Option<Vec<Listed>>, String> {
+    fn list(&mut self, _list: &str) -> Result<Vec<Listed>, String> {
         let entries = std::fs::read_dir(&self.dir).map_err(|e| {
             format!(
                 "{}: cannot read the source directory: {e}",
                 self.dir.display()
             )
         })?;
-        Ok(Some(
-            entries
-                .flatten()
-                .map(|e| Listed {
-                    name: e.file_name().to_string_lossy().into_owned(),
-                    location: e.path(),
-                })
-                .collect(),
-        ))
+        Ok(entries
+            .flatten()
+            .map(|e| Listed {
+                name: e.file_name().to_string_lossy().into_owned(),
+                location: e.path(),
+            })
+            .collect())
     }
 
-    fn stamp(&self, file: &Listed) -> Stamp {
+    fn stamp(&self, file: &Listed, signatures: usize) -> Stamp {
         let of = |p: &Path| {
             std::fs::metadata(p)
                 .map(|m| (m.len(), m.modified().ok()))
                 .unwrap_or((0, None))
         };
-        [
-            of(&file.location),
-            of(&trust::signature_path(&file.location)),
-        ]
+        std::iter::once(of(&file.location))
+            .chain((1..=signatures).map(|n| of(&trust::nth_signature_path(&file.location, n))))
+            .collect()
     }
 
-    fn fetch(&self, file: &Listed, max_bytes: u64) -> Result<(Vec<u8>, Option<String>), Refusal> {
+    fn fetch(
+        &self,
+        file: &Listed,
+        max_bytes: u64,
+        signatures: usize,
+    ) -> Result<(Vec<u8>, Vec<String>), Refusal> {
         let bytes = trust::read_limited(&file.location, max_bytes)?;
-        let signature = std::fs::read(trust::signature_path(&file.location))
-            .ok()
-            .map(|s| String::from_utf8_lossy(&s).into_owned());
-        Ok((bytes, signature))
+        let signatures = trust::read_signatures(&file.location, signatures)?;
+        Ok((bytes, signatures))
     }
 }
 
@@ -91,9 +97,35 @@ pub(super) struct HttpsSource {
     pub http: reqwest::blocking::Client,
     etag: Option<String>,
     modified: Option<String>,
+    /// The last listing, answered again while the source says it has not changed.
+    last: Vec<Listed>,
     /// Counts listings that changed: a file's stamp, so that files refused before are looked
     /// at again once the listing changes (they may have been fixed).
     generation: u64,
+}
+
+/// Redirects are followed only within the source's own origin (scheme, host and port), at
+/// most five: a source must not be able to send the updater to another host (an internal
+/// address, say).
+pub(super) fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let origin = |u: &reqwest::Url| {
+            (
+                u.scheme().to_owned(),
+                u.host_str().map(str::to_owned),
+                u.port_or_known_default(),
+            )
+        };
+        let first = attempt.previous().first().map(origin);
+        if attempt.previous().len() > 5 {
+            attempt.error("more than 5 redirects")
+        } else if first.is_some_and(|f| f != origin(attempt.url())) {
+            let to = attempt.url().to_string();
+            attempt.error(format!("redirect to another origin ({to}) refused"))
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// Longest listing accepted (a million names would be ~40 MB: far more than any list needs).
@@ -106,6 +138,7 @@ impl HttpsSource {
             http,
             etag: None,
             modified: None,
+            last: Vec::new(),
             generation: 0,
         }
     }
@@ -129,7 +162,7 @@ impl HttpsSource {
 }
 
 impl Source for HttpsSource {
-    fn list(&mut self, list: &str) -> Result<Option<Vec<Listed>>, String> {
+    fn list(&mut self, list: &str) -> Result<Vec<Listed>, String> {
         let url = format!("{}{list}.files", self.base);
         let mut request = self.http.get(&url);
         if let Some(etag) = &self.etag {
@@ -140,7 +173,7 @@ impl Source for HttpsSource {
         }
         let response = request.send().map_err(|e| format!("{url}: {e}"))?;
         if response.status() == reqwest::StatusCode::NOT_MODIFIED {
-            return Ok(None);
+            return Ok(self.last.clone());
         }
         if !response.status().is_success() {
             return Err(format!("{url}: HTTP {}", response.status()));
@@ -163,33 +196,42 @@ impl Source for HttpsSource {
         self.etag = etag;
         self.modified = modified;
         self.generation += 1;
-        Ok(Some(
-            text.lines()
-                .map(str::trim)
-                // Names only: nothing that could reach outside the base URL.
-                .filter(|f| !f.is_empty() && !f.contains('/') && !f.starts_with('.'))
-                .map(|f| Listed {
-                    name: f.to_owned(),
-                    location: PathBuf::from(format!("{}{f}", self.base)),
-                })
-                .collect(),
-        ))
+        self.last = text
+            .lines()
+            .map(str::trim)
+            // Names only: nothing that could reach outside the base URL.
+            .filter(|f| !f.is_empty() && !f.contains(['/', '\\']) && !f.starts_with('.'))
+            .map(|f| Listed {
+                name: f.to_owned(),
+                location: PathBuf::from(format!("{}{f}", self.base)),
+            })
+            .collect();
+        Ok(self.last.clone())
     }
 
-    fn stamp(&self, _file: &Listed) -> Stamp {
-        [(self.generation, None), (0, None)]
+    fn stamp(&self, _file: &Listed, _signatures: usize) -> Stamp {
+        vec![(self.generation, None)]
     }
 
-    fn fetch(&self, file: &Listed, max_bytes: u64) -> Result<(Vec<u8>, Option<String>), Refusal> {
+    fn fetch(
+        &self,
+        file: &Listed,
+        max_bytes: u64,
+        signatures: usize,
+    ) -> Result<(Vec<u8>, Vec<String>), Refusal> {
         let url = file.location.to_string_lossy().into_owned();
         let bytes = self.get(&url, max_bytes)?.ok_or_else(|| Refusal::Io {
             path: PathBuf::from(&url),
             source: std::io::Error::other("HTTP 404"),
         })?;
-        let signature = self
-            .get(&format!("{url}.minisig"), max_bytes)?
-            .map(|s| String::from_utf8_lossy(&s).into_owned());
-        Ok((bytes, signature))
+        let mut found = Vec::new();
+        for n in 1..=signatures {
+            let sig_url = format!("{}{}", self.base, trust::signature_name(&file.name, n));
+            if let Some(s) = self.get(&sig_url, trust::MAX_SIGNATURE_BYTES)? {
+                found.push(String::from_utf8_lossy(&s).into_owned());
+            }
+        }
+        Ok((bytes, found))
     }
 }
 
@@ -202,9 +244,6 @@ pub(super) struct S3Source {
     /// The last listing, by name.
     listed: Vec<Object>,
 }
-
-/// Longest signature accepted (a minisign signature is a few hundred bytes).
-const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
 
 impl S3Source {
     pub fn new(bucket: Bucket) -> S3Source {
@@ -237,28 +276,34 @@ impl S3Source {
 }
 
 impl Source for S3Source {
-    fn list(&mut self, _list: &str) -> Result<Option<Vec<Listed>>, String> {
+    fn list(&mut self, _list: &str) -> Result<Vec<Listed>, String> {
         self.listed = self.bucket.list().map_err(|e| e.to_string())?;
-        Ok(Some(
-            self.listed
-                .iter()
-                .map(|o| Listed {
-                    name: o.name.clone(),
-                    location: PathBuf::from(format!("{}{}", self.bucket.url(), o.name)),
-                })
-                .collect(),
-        ))
+        Ok(self
+            .listed
+            .iter()
+            .map(|o| Listed {
+                name: o.name.clone(),
+                location: PathBuf::from(format!("{}{}", self.bucket.url(), o.name)),
+            })
+            .collect())
     }
 
-    fn stamp(&self, file: &Listed) -> Stamp {
+    fn stamp(&self, file: &Listed, signatures: usize) -> Stamp {
         let of = |name: &str| {
             self.object(name)
                 .map_or((0, None), |o| (o.size, Some(o.modified)))
         };
-        [of(&file.name), of(&format!("{}.minisig", file.name))]
+        std::iter::once(of(&file.name))
+            .chain((1..=signatures).map(|n| of(&trust::signature_name(&file.name, n))))
+            .collect()
     }
 
-    fn fetch(&self, file: &Listed, max_bytes: u64) -> Result<(Vec<u8>, Option<String>), Refusal> {
+    fn fetch(
+        &self,
+        file: &Listed,
+        max_bytes: u64,
+        signatures: usize,
+    ) -> Result<(Vec<u8>, Vec<String>), Refusal> {
         let etag = self.object(&file.name).and_then(|o| o.etag.as_deref());
         let bytes = self
             .bucket
@@ -268,16 +313,19 @@ impl Source for S3Source {
                 path: file.location.clone(),
                 source: std::io::Error::other("no such object (deleted since it was listed)"),
             })?;
-        let signature_name = format!("{}.minisig", file.name);
-        let signature = match self.object(&signature_name) {
-            None => None,
-            Some(o) => self
+        let mut found = Vec::new();
+        for n in 1..=signatures {
+            let name = trust::signature_name(&file.name, n);
+            let Some(o) = self.object(&name) else {
+                continue;
+            };
+            let signature = self
                 .bucket
-                .get(&signature_name, o.etag.as_deref(), MAX_SIGNATURE_BYTES)
-                .map_err(|e| Self::refusal(&file.location, e))?
-                .map(|s| String::from_utf8_lossy(&s).into_owned()),
-        };
-        Ok((bytes, signature))
+                .get(&name, o.etag.as_deref(), trust::MAX_SIGNATURE_BYTES)
+                .map_err(|e| Self::refusal(&file.location, e))?;
+            found.extend(signature.map(|s| String::from_utf8_lossy(&s).into_owned()));
+        }
+        Ok((bytes, found))
     }
 }
 
@@ -292,15 +340,24 @@ mod tests {
         let mut source = DirSource {
             dir: dir.path().to_owned(),
         };
-        let files = source.list("a").unwrap().unwrap();
+        let files = source.list("a").unwrap();
         assert_eq!(files.len(), 1);
-        let before = source.stamp(&files[0]);
-        let (bytes, signature) = source.fetch(&files[0], 100).unwrap();
-        assert_eq!((bytes.as_slice(), signature), (&b"set"[..], None));
+        let before = source.stamp(&files[0], 2);
+        let (bytes, signatures) = source.fetch(&files[0], 100, 2).unwrap();
+        assert_eq!((bytes.as_slice(), signatures.len()), (&b"set"[..], 0));
         // The signature arriving changes the stamp: the file is looked at again.
         std::fs::write(dir.path().join("a-1.hset.minisig"), b"sig").unwrap();
-        assert_ne!(source.stamp(&files[0]), before);
-        assert!(source.fetch(&files[0], 2).is_err(), "over the size limit");
+        let one = source.stamp(&files[0], 2);
+        assert_ne!(one, before);
+        // So does a second signature (a threshold list), which is fetched too.
+        std::fs::write(dir.path().join("a-1.hset.2.minisig"), b"sig2").unwrap();
+        assert_ne!(source.stamp(&files[0], 2), one);
+        let (_, signatures) = source.fetch(&files[0], 100, 2).unwrap();
+        assert_eq!(signatures, ["sig", "sig2"]);
+        assert!(
+            source.fetch(&files[0], 2, 1).is_err(),
+            "over the size limit"
+        );
         let gone = DirSource {
             dir: dir.path().join("missing"),
         }

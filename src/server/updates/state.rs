@@ -1,15 +1,16 @@
 //! The state dir: what survives a restart. `trust.json` (per list, the highest accepted
-//! version, its digest and signing key), `sets/<list>.hset` (the last good set; on restart it
-//! must have exactly the digest the trust state records) and `index/` (persisted indexes,
-//! [`crate::index::store`]). Every write is atomic, and a set is written before the trust
-//! state that vouches for it, so after a crash the dir holds either the old pair or the new.
+//! version, its digest and signing key), `sets/<list>-<version>.hset` (the last good set; on
+//! restart it must have exactly the digest the trust state records) and `index/` (persisted
+//! indexes, [`crate::index::store`]). Every write is atomic, and a new set is written under
+//! its own name before the trust state that vouches for it, and the old one deleted only
+//! after: a crash at any moment leaves the set the trust state names, old or new.
 
 use std::path::{Path, PathBuf};
 
 use super::UpdateError;
 use crate::clock::{now_unix, rfc3339};
 use crate::hashset::format::HashSetFile;
-use crate::hashset::trust::{Accepted, TrustState};
+use crate::hashset::trust::{Accepted, StateError, TrustState};
 use crate::kinds::hex_lower;
 
 pub(super) struct StateDir {
@@ -18,11 +19,21 @@ pub(super) struct StateDir {
 }
 
 impl StateDir {
-    /// Opens (creating) the state dir at `root` and loads its trust state.
+    /// Opens (creating) the state dir at `root`, removes what a crash left half-written (the
+    /// temporary files of atomic writes) and loads its trust state.
     pub fn open(root: &Path) -> Result<StateDir, UpdateError> {
-        std::fs::create_dir_all(root.join("sets"))?;
-        std::fs::create_dir_all(root.join("index"))?;
-        let trust = TrustState::load(&root.join("trust.json"))?;
+        for dir in [root.to_owned(), root.join("sets"), root.join("index")] {
+            std::fs::create_dir_all(&dir)?;
+            remove_temporaries(&dir);
+        }
+        let path = root.join("trust.json");
+        let trust = TrustState::load(&path).map_err(|e| match e {
+            StateError::Parse { source, .. } => UpdateError::DamagedTrust {
+                path: path.display().to_string(),
+                detail: source.to_string(),
+            },
+            other => other.into(),
+        })?;
         Ok(StateDir {
             root: root.to_owned(),
             trust,
@@ -41,8 +52,10 @@ impl StateDir {
         self.root.join("index")
     }
 
-    fn set_path(&self, list: &str) -> PathBuf {
-        self.root.join("sets").join(format!("{list}.hset"))
+    fn set_path(&self, list: &str, version: u64) -> PathBuf {
+        self.root
+            .join("sets")
+            .join(crate::hashset::file_name(list, version, false))
     }
 
     /// The last good set of `list` and what the trust state recorded of it: `Ok(None)` when
@@ -52,7 +65,12 @@ impl StateDir {
         let Some(accepted) = self.trust.accepted(list).cloned() else {
             return Ok(None);
         };
-        let path = self.set_path(list);
+        let mut path = self.set_path(list, accepted.version);
+        // Earlier releases saved the set under the list's name alone.
+        let unversioned = self.root.join("sets").join(format!("{list}.hset"));
+        if !path.exists() && unversioned.exists() {
+            path = unversioned;
+        }
         let check = || -> Result<HashSetFile, String> {
             let bytes = std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
             let set = HashSetFile::parse(bytes).map_err(|e| e.to_string())?;
@@ -74,9 +92,13 @@ impl StateDir {
             }
             Ok(set)
         };
-        check()
-            .map(|set| Some((set, accepted)))
-            .map_err(|reason| format!("{}: {reason}", path.display()))
+        check().map(|set| Some((set, accepted))).map_err(|reason| {
+            format!(
+                "{}: {reason}; the list serves again once its source offers a verified version \
+                 (the same version, or a newer one)",
+                path.display()
+            )
+        })
     }
 
     /// Makes `set` the last good version of `list` (signed by `signing_key`): the set, then
@@ -87,7 +109,11 @@ impl StateDir {
         set: &HashSetFile,
         signing_key: Option<String>,
     ) -> Result<(), UpdateError> {
-        crate::fsutil::write_atomic(&self.set_path(list), set.bytes())?;
+        let path = self.set_path(list, set.header().version);
+        crate::fsutil::write_atomic(&path, set.bytes()).map_err(|source| StateError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let previous = self.trust.clone();
         self.trust
             .record(list, set.header().version, set.digest(), now_unix());
@@ -96,9 +122,26 @@ impl StateDir {
         }
         if let Err(e) = self.trust.save(&self.root.join("trust.json")) {
             self.trust = previous;
+            let _ = std::fs::remove_file(&path);
             return Err(e.into());
         }
+        self.remove_sets_except(list, &path);
         Ok(())
+    }
+
+    /// Deletes `list`'s saved sets other than `keep` (the versions it replaced).
+    fn remove_sets_except(&self, list: &str, keep: &Path) {
+        let Ok(entries) = std::fs::read_dir(self.root.join("sets")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = name == format!("{list}.hset")
+                || crate::hashset::parse_file_name(list, &name).is_some_and(|(_, delta)| !delta);
+            if ours && e.path() != keep {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 
     /// Deletes the persisted indexes not named in `keep` (replaced versions). Requests still
@@ -111,6 +154,23 @@ impl StateDir {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
+        }
+    }
+}
+
+/// Removes the temporary files of atomic writes a crash interrupted (see
+/// [`crate::fsutil::TEMP_PREFIX`]): never read, they would only fill the disk.
+fn remove_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(crate::fsutil::TEMP_PREFIX)
+            && name.ends_with(crate::fsutil::TEMP_SUFFIX)
+        {
+            tracing::info!(file = %e.path().display(), "removing a temporary file left by a crash");
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }
