@@ -9,4 +9,5 @@ mod hashset_trust;
 mod index_match;
 mod s3;
 mod server;
+mod survive;
 mod util;
