@@ -6,6 +6,7 @@ mod examples;
 mod hash_cli;
 mod hashset_props;
 mod hashset_trust;
+mod hostile;
 mod index_match;
 mod s3;
 mod server;

@@ -80,6 +80,18 @@ pub(crate) struct Service {
 
 impl Service {
     pub(crate) fn new(keys: usize, threshold: usize, extra: &str) -> Service {
+        Service::with_source(keys, threshold, "dir:published", "", extra)
+    }
+
+    /// A service whose list polls `source`, with `limits` added to `[limits]` and `extra`
+    /// to the list.
+    pub(crate) fn with_source(
+        keys: usize,
+        threshold: usize,
+        source: &str,
+        limits: &str,
+        extra: &str,
+    ) -> Service {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("published")).unwrap();
         let keys: Vec<KeyPair> = (0..keys)
@@ -97,10 +109,11 @@ audit_log = "audit.jsonl"
 
 [limits]
 shutdown_grace_ms = 0
+{limits}
 
 [[lists]]
 name = "alpha"
-source = "dir:published"
+source = "{source}"
 public_keys = [{keys}]
 threshold = {threshold}
 poll_seconds = 3600

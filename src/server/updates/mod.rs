@@ -154,7 +154,8 @@ impl Updater {
                             http.insert(client).clone()
                         }
                     };
-                    Some(Box::new(HttpsSource::new(base.clone(), client)))
+                    let timeout = Duration::from_millis(config.limits.fetch_timeout_ms);
+                    Some(Box::new(HttpsSource::new(base.clone(), client, timeout)))
                 }
                 SourceConfig::S3 { url, endpoint } => {
                     let bucket = crate::objstore::Bucket::open(url, endpoint.as_deref())

@@ -5,7 +5,7 @@
 //! uploads need none (they arrive as commands).
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::hashset::trust::{self, Refusal};
 use crate::objstore::{Bucket, Object, ObjectError};
@@ -95,6 +95,8 @@ impl Source for DirSource {
 pub(super) struct HttpsSource {
     pub base: String,
     pub http: reqwest::blocking::Client,
+    /// Longest one download may take, body included.
+    pub timeout: Duration,
     etag: Option<String>,
     modified: Option<String>,
     /// The last listing, answered again while the source says it has not changed.
@@ -102,6 +104,47 @@ pub(super) struct HttpsSource {
     /// Counts listings that changed: a file's stamp, so that files refused before are looked
     /// at again once the listing changes (they may have been fixed).
     generation: u64,
+}
+
+/// A body that fails once its deadline has passed. The HTTP client's own timeout bounds each
+/// read, not the whole body, so a source sending one byte a second would otherwise hold
+/// the updater for as long as the size limit allows.
+struct Deadline<R> {
+    inner: R,
+    deadline: Instant,
+}
+
+impl<R> Deadline<R> {
+    fn new(inner: R, deadline: Instant) -> Deadline<R> {
+        Deadline { inner, deadline }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Deadline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Instant::now() > self.deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the download took longer than limits.fetch_timeout_ms",
+            ));
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// An error with its causes (reqwest says "error sending request" and keeps the why, a
+/// timeout or a refused redirect, in its sources).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// Redirects are followed only within the source's own origin (scheme, host and port), at
@@ -132,10 +175,11 @@ pub(super) fn same_origin_redirects() -> reqwest::redirect::Policy {
 const MAX_LISTING_BYTES: u64 = 1 << 20;
 
 impl HttpsSource {
-    pub fn new(base: String, http: reqwest::blocking::Client) -> HttpsSource {
+    pub fn new(base: String, http: reqwest::blocking::Client, timeout: Duration) -> HttpsSource {
         HttpsSource {
             base,
             http,
+            timeout,
             etag: None,
             modified: None,
             last: Vec::new(),
@@ -149,7 +193,8 @@ impl HttpsSource {
             path: PathBuf::from(url),
             source: std::io::Error::other(detail),
         };
-        let r = self.http.get(url).send().map_err(|e| io(e.to_string()))?;
+        let started = Instant::now();
+        let r = self.http.get(url).send().map_err(|e| io(chain(&e)))?;
         if r.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -157,7 +202,8 @@ impl HttpsSource {
             return Err(io(format!("HTTP {}", r.status())));
         }
         let declared = r.content_length();
-        trust::read_capped(Path::new(url), r, declared, max_bytes).map(Some)
+        let body = Deadline::new(r, started + self.timeout);
+        trust::read_capped(Path::new(url), body, declared, max_bytes).map(Some)
     }
 }
 
@@ -171,7 +217,10 @@ impl Source for HttpsSource {
         if let Some(modified) = &self.modified {
             request = request.header(reqwest::header::IF_MODIFIED_SINCE, modified);
         }
-        let response = request.send().map_err(|e| format!("{url}: {e}"))?;
+        let started = Instant::now();
+        let response = request
+            .send()
+            .map_err(|e| format!("{url}: {}", chain(&e)))?;
         if response.status() == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(self.last.clone());
         }
@@ -190,7 +239,8 @@ impl Source for HttpsSource {
             header(reqwest::header::LAST_MODIFIED),
         );
         let declared = response.content_length();
-        let text = trust::read_capped(Path::new(&url), response, declared, MAX_LISTING_BYTES)
+        let body = Deadline::new(response, started + self.timeout);
+        let text = trust::read_capped(Path::new(&url), body, declared, MAX_LISTING_BYTES)
             .map_err(|e| e.to_string())?;
         let text = String::from_utf8(text).map_err(|_| format!("{url}: listing is not UTF-8"))?;
         self.etag = etag;
