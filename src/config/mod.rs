@@ -81,6 +81,7 @@ pub struct Partner {
     pub key_sha256: [u8; 32],
     pub lists: BTreeSet<String>,
     pub rate_per_second: u32,
+    pub max_concurrent: u32,
     pub distance: DistancePolicy,
 }
 
@@ -210,6 +211,7 @@ impl Config {
             ("limits.audit_rotate_bytes", l.audit_rotate_bytes),
             ("limits.near_miss_sample", u64::from(l.near_miss_sample)),
             ("limits.fetch_timeout_ms", l.fetch_timeout_ms),
+            ("limits.header_timeout_ms", l.header_timeout_ms),
         ] {
             if value == 0 {
                 return Err(invalid(key.into(), "must be greater than 0".into()));
@@ -358,11 +360,18 @@ impl Config {
                     "must be greater than 0".into(),
                 ));
             }
+            if p.max_concurrent == 0 {
+                return Err(invalid(
+                    key("max_concurrent"),
+                    "must be greater than 0".into(),
+                ));
+            }
             partners.push(Partner {
                 name: p.name.clone(),
                 key_sha256: digest,
                 lists: p.lists.iter().cloned().collect(),
                 rate_per_second: p.rate_per_second,
+                max_concurrent: p.max_concurrent,
                 distance: p.distance,
             });
         }

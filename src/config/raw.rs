@@ -86,6 +86,11 @@ pub struct Limits {
     /// signature): a source that sends one byte a second cannot hold the updater longer.
     #[serde(default = "default_fetch_timeout_ms")]
     pub fetch_timeout_ms: u64,
+    /// A connection must send a request's headers within this long of being ready for one
+    /// (also while idle between requests), or it is closed: slow clients cannot hold
+    /// connections forever.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
 }
 
 pub(super) fn default_max_batch() -> usize {
@@ -109,6 +114,9 @@ pub(super) fn default_near_miss_bits() -> u32 {
 pub(super) fn default_shutdown_grace_ms() -> u64 {
     5_000
 }
+pub(super) fn default_header_timeout_ms() -> u64 {
+    10_000
+}
 pub(super) fn default_fetch_timeout_ms() -> u64 {
     120_000
 }
@@ -128,6 +136,7 @@ impl Default for Limits {
             near_miss_sample: default_near_miss_sample(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
             fetch_timeout_ms: default_fetch_timeout_ms(),
+            header_timeout_ms: default_header_timeout_ms(),
         }
     }
 }
@@ -176,12 +185,19 @@ pub struct RawPartner {
     pub lists: Vec<String>,
     #[serde(default = "default_rate")]
     pub rate_per_second: u32,
+    /// Requests of this partner answered at once; more are refused (429) until one ends, so
+    /// that one partner's flood of large batches cannot take every core from the others.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: u32,
     #[serde(default)]
     pub distance: DistancePolicy,
 }
 
 pub(super) fn default_rate() -> u32 {
     1000
+}
+pub(super) fn default_max_concurrent() -> u32 {
+    8
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -22,6 +22,13 @@ pub struct PartnerAuth {
     pub lists: Option<BTreeSet<String>>,
     pub distance: DistancePolicy,
     limiter: Option<Mutex<Bucket>>,
+    /// Requests answered at once (`max_concurrent`); `None`: unbounded (demo mode).
+    concurrent: Option<(Arc<tokio::sync::Semaphore>, u32)>,
+}
+
+/// One of a partner's concurrent request slots, held until the answer is complete.
+pub struct Slot {
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl PartnerAuth {
@@ -34,6 +41,17 @@ impl PartnerAuth {
         match &self.limiter {
             None => Ok(()),
             Some(bucket) => bucket.lock().unwrap_or_else(|e| e.into_inner()).take(),
+        }
+    }
+
+    /// Takes one of the partner's concurrent slots; `Err(limit)` when all are in use.
+    pub fn slot(&self) -> Result<Slot, u32> {
+        match &self.concurrent {
+            None => Ok(Slot { _permit: None }),
+            Some((semaphore, limit)) => Arc::clone(semaphore)
+                .try_acquire_owned()
+                .map(|p| Slot { _permit: Some(p) })
+                .map_err(|_| *limit),
         }
     }
 }
@@ -113,6 +131,10 @@ impl Auth {
                         tokens: f64::from(p.rate_per_second),
                         last: Instant::now(),
                     })),
+                    concurrent: Some((
+                        Arc::new(tokio::sync::Semaphore::new(p.max_concurrent as usize)),
+                        p.max_concurrent,
+                    )),
                 })
             })
             .collect();
@@ -134,6 +156,7 @@ impl Auth {
                 lists: None,
                 distance: DistancePolicy::Exact,
                 limiter: None,
+                concurrent: None,
             })
         });
         Auth {

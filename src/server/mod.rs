@@ -18,7 +18,7 @@ pub mod problem;
 pub mod updates;
 
 use std::collections::BTreeMap;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -255,6 +255,7 @@ pub async fn run_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = api::router(Arc::clone(&state));
+    let header_timeout = std::time::Duration::from_millis(state.config.limits.header_timeout_ms);
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     let drain = drain_bound(&state);
@@ -263,38 +264,78 @@ pub async fn run_tls(
         stopper.graceful_shutdown(Some(drain));
     });
     listener.set_nonblocking(true)?;
-    axum_server::from_tcp_rustls(listener, tls)?
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await
+    let mut server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle);
+    // The same header timeout as plain HTTP (see `run`).
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    server.serve(app.into_make_service()).await
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves; then, as load balancers need it,
 /// answers `/readyz` with 503 while it keeps serving for `limits.shutdown_grace_ms`, stops
 /// accepting, and drains requests in flight for at most `limits.request_timeout_ms`.
+///
+/// Each connection must send a request's headers within `limits.header_timeout_ms` of
+/// being ready for one (also while idle between requests), so that slow clients
+/// (slowloris) cannot hold connections forever; bodies are bounded by the request timeout.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let app = api::router(Arc::clone(&state));
     let drain = drain_bound(&state);
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let header_timeout = std::time::Duration::from_millis(state.config.limits.header_timeout_ms);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let signal = grace(state, shutdown);
-    let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
-        signal.await;
-        let _ = stopping.send(());
-    });
-    tokio::select! {
-        served = serving.into_future() => served,
-        () = async {
-            match stopped.await {
-                Ok(()) => tokio::time::sleep(drain).await,
-                Err(_) => std::future::pending().await,
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors, say: wait a little rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let watcher = graceful.watcher();
+                let builder = builder.clone();
+                tokio::spawn(async move {
+                    // The header timer starts once the protocol is known, which takes a
+                    // first byte: a connection that sends none is closed as slow too.
+                    let mut first = [0u8; 1];
+                    let peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first));
+                    if !matches!(peeked.await, Ok(Ok(n)) if n > 0) {
+                        return;
+                    }
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
             }
-        } => {
-            tracing::warn!(drain_ms = drain.as_millis() as u64, "requests still in flight after the drain bound; exiting");
-            Ok(())
+            () = &mut signal => break,
         }
     }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(drain) => {
+            tracing::warn!(drain_ms = drain.as_millis() as u64, "requests still in flight after the drain bound; exiting");
+        }
+    }
+    Ok(())
 }

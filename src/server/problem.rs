@@ -44,6 +44,7 @@ pub const CATALOGUE: &[(&str, u16, &str)] = &[
     ("invalid-query", 422, "Invalid query"),
     ("update-refused", 422, "Hash set refused"),
     ("rate-limited", 429, "Rate limit exceeded"),
+    ("too-many-concurrent", 429, "Too many requests at once"),
     ("internal", 500, "Internal error"),
     ("not-ready", 503, "Not ready"),
     ("timeout", 503, "Request took too long"),
@@ -158,6 +159,16 @@ impl Problem {
             format!("partner {partner} is over its request rate; retry after {wait} s"),
         )
         .retry_after(wait)
+    }
+
+    pub fn too_many_concurrent(partner: &str, limit: u32) -> Problem {
+        Problem::of(
+            "too-many-concurrent",
+            format!(
+                "partner {partner} already has {limit} requests in progress (its max_concurrent); retry when one has been answered"
+            ),
+        )
+        .retry_after(1)
     }
 
     pub fn internal(detail: impl Into<String>) -> Problem {

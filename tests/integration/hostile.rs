@@ -238,6 +238,7 @@ fn sources_that_fight_back_cost_bounded_time_and_the_next_honest_update_applies(
         &hostile.base,
         "max_set_bytes = 1048576\nfetch_timeout_ms = 2000",
         "max_version_step = 1000",
+        "",
     );
     let publish = |v: u64| {
         let name = format!("alpha-{v}.hset");

@@ -20,7 +20,8 @@ use sha2::{Digest, Sha256};
 use crate::server::{ServeChild, spawn_serve_with};
 
 const OPS: &str = "survive-ops-key";
-const PARTNER: &str = "survive-partner-key";
+pub(crate) const PARTNER: &str = "survive-partner-key";
+pub(crate) const OTHER: &str = "survive-other-key";
 
 fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes())
@@ -80,17 +81,18 @@ pub(crate) struct Service {
 
 impl Service {
     pub(crate) fn new(keys: usize, threshold: usize, extra: &str) -> Service {
-        Service::with_source(keys, threshold, "dir:published", "", extra)
+        Service::with_source(keys, threshold, "dir:published", "", extra, "")
     }
 
-    /// A service whose list polls `source`, with `limits` added to `[limits]` and `extra`
-    /// to the list.
+    /// A service whose list polls `source`, with `limits` added to `[limits]`, `extra` to
+    /// the list and `partner` to the first partner (a second one, [`OTHER`], is plain).
     pub(crate) fn with_source(
         keys: usize,
         threshold: usize,
         source: &str,
         limits: &str,
         extra: &str,
+        partner: &str,
     ) -> Service {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("published")).unwrap();
@@ -121,7 +123,13 @@ poll_seconds = 3600
 
 [[partners]]
 name = "partner"
-key_sha256 = "{partner}"
+key_sha256 = "{partner_key}"
+lists = ["alpha"]
+{partner}
+
+[[partners]]
+name = "other"
+key_sha256 = "{other_key}"
 lists = ["alpha"]
 
 [[admins]]
@@ -129,7 +137,8 @@ name = "ops"
 key_sha256 = "{ops}"
 "#,
             keys = public.join(", "),
-            partner = sha256_hex(PARTNER),
+            partner_key = sha256_hex(PARTNER),
+            other_key = sha256_hex(OTHER),
             ops = sha256_hex(OPS),
         );
         std::fs::write(dir.path().join("hashsieve.toml"), config).unwrap();
@@ -641,6 +650,144 @@ fn a_full_disk_refuses_the_update_and_the_old_version_keeps_serving() {
     assert!(
         !service.path("state/sets/alpha-1.hset").exists(),
         "replaced set deleted"
+    );
+    run.stop();
+}
+
+/// Sends the head of an NDJSON stream as `key` and the first line, and leaves the body open:
+/// the request holds one of the partner's concurrent slots until the stream is closed.
+fn open_stream(base: &str, key: &str) -> std::net::TcpStream {
+    use std::io::{Read as _, Write as _};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /v1/match/ndjson HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    let line = format!("md5:{}\n", marker(1));
+    write!(s, "{:x}\r\n{line}\r\n", line.len()).unwrap();
+    // The answer's head comes back while the body is still open.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "stream closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    s
+}
+
+#[test]
+fn a_partner_at_its_concurrency_limit_is_refused_and_the_others_are_answered() {
+    let service = Service::with_source(1, 1, "dir:published", "", "", "max_concurrent = 2");
+    service.publish(1, 10, 1);
+    let run = service.start();
+    run.wait_serving(1, Duration::from_secs(20));
+    let get = |key: &str| {
+        run.client
+            .get(format!("{}/v1/match/md5/{}", run.base, marker(1)))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+    };
+    // Two long streams take both of the partner's slots.
+    let first = open_stream(&run.base, PARTNER);
+    let _second = open_stream(&run.base, PARTNER);
+    let r = get(PARTNER);
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("too-many-concurrent"),
+        "{body}"
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already has 2 requests in progress"),
+        "{body}"
+    );
+    // Another partner is not affected.
+    for _ in 0..20 {
+        assert_eq!(get(OTHER).status(), StatusCode::OK);
+    }
+    // A stream that ends gives its slot back.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(PARTNER).status() != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the slot was not given back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run.stop();
+}
+
+#[test]
+fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
+    use std::io::{Read as _, Write as _};
+    let service = Service::with_source(1, 1, "dir:published", "header_timeout_ms = 300", "", "");
+    service.publish(1, 10, 1);
+    let run = service.start();
+    run.wait_serving(1, Duration::from_secs(20));
+    let addr = run.base.trim_start_matches("http://").to_owned();
+    // Closed: a read returns 0 (or the connection is reset) within `within`.
+    let closed_within = |s: &mut std::net::TcpStream, within: Duration| -> bool {
+        s.set_read_timeout(Some(within)).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue, // an answer (a 408, say) before the close
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
+    };
+    // Slowloris: a request head that never ends.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: 1\r\n")
+        .unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(5)),
+        "slow head not closed"
+    );
+    // A connection that says nothing at all.
+    let mut silent = std::net::TcpStream::connect(&addr).unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(5)),
+        "silent connection not closed"
+    );
+    // An idle keep-alive connection after a complete exchange.
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n = idle.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(5)),
+        "idle connection not closed"
+    );
+    // And a client that sends its request at once is answered as always.
+    assert_eq!(
+        run.client
+            .get(format!("{}/healthz", run.base))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::OK
     );
     run.stop();
 }

@@ -8,12 +8,14 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::super::AppState;
-use super::super::auth::{Caller, PartnerAuth};
+use super::super::auth::{Caller, PartnerAuth, Slot};
 use crate::server::problem::Problem;
 
-/// A partner allowed to match: its key is known and its request rate has room. Admin keys
-/// are refused (403), unknown or missing keys too (401), an exhausted rate with 429.
-pub struct Partner(pub Arc<PartnerAuth>);
+/// A partner allowed to match: its key is known, its request rate has room and it has a
+/// free concurrent slot (held in the second field until the answer is complete). Admin keys
+/// are refused (403), unknown or missing keys too (401), an exhausted rate or no free slot
+/// with 429.
+pub struct Partner(pub Arc<PartnerAuth>, pub Slot);
 
 impl FromRequestParts<Arc<AppState>> for Partner {
     type Rejection = Problem;
@@ -26,9 +28,12 @@ impl FromRequestParts<Arc<AppState>> for Partner {
             None => Err(Problem::unauthorized()),
             Some(Caller::Admin(_)) => Err(Problem::admin_key_for_matching()),
             Some(Caller::Partner(p)) => {
+                let slot = p
+                    .slot()
+                    .map_err(|limit| Problem::too_many_concurrent(&p.name, limit))?;
                 p.admit()
                     .map_err(|wait| Problem::rate_limited(&p.name, wait))?;
-                Ok(Partner(p))
+                Ok(Partner(p, slot))
             }
         }
     }

@@ -181,13 +181,13 @@ fn select_lists(
         (status = 403, description = "List not entitled, or an admin key", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 413, description = "Body or batch too large", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "A query is invalid", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited (Retry-After)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, or too many requests at once (Retry-After)", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub(super) async fn match_batch(
     State(state): Shared,
-    Partner(partner): Partner,
+    Partner(partner, _slot): Partner,
     body: Body,
 ) -> Result<Response, Problem> {
     let bytes = read_body(body, state.config.limits.max_body_bytes).await?;
@@ -248,7 +248,7 @@ pub(super) struct SingleParams {
 )]
 pub(super) async fn match_single(
     State(state): Shared,
-    Partner(partner): Partner,
+    Partner(partner, _slot): Partner,
     path: Result<Path<(String, String)>, PathRejection>,
     params: Result<UrlQuery<SingleParams>, QueryRejection>,
 ) -> Result<Response, Problem> {

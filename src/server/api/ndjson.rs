@@ -15,7 +15,7 @@ use super::matching::{render, run_answer};
 use super::{ProblemDoc, Shared};
 use crate::index::Query;
 use crate::index::query::parse_line;
-use crate::server::auth::PartnerAuth;
+use crate::server::auth::{PartnerAuth, Slot};
 use crate::server::problem::Problem;
 use crate::server::{AppState, Snapshot};
 use crate::wire::QueryIn;
@@ -33,18 +33,18 @@ const NDJSON_BATCH: usize = 1024;
     responses(
         (status = 200, description = "One verdict line per query", content_type = "application/x-ndjson", body = String),
         (status = 401, description = "Missing or unknown key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, or too many requests at once (Retry-After)", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub(super) async fn match_ndjson(
     State(state): Shared,
-    Partner(partner): Partner,
+    Partner(partner, slot): Partner,
     body: Body,
 ) -> Response {
     let snapshot = state.shared.snapshot.load_full();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    tokio::spawn(stream_ndjson(state, snapshot, partner, body, tx));
+    tokio::spawn(stream_ndjson(state, snapshot, (partner, slot), body, tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
     });
@@ -74,7 +74,8 @@ fn parse_ndjson_line(text: &[u8]) -> Result<Vec<Query>, String> {
 async fn stream_ndjson(
     state: Arc<AppState>,
     snapshot: Arc<Snapshot>,
-    partner: Arc<PartnerAuth>,
+    // The slot is held until the last line is answered.
+    (partner, _slot): (Arc<PartnerAuth>, Slot),
     body: Body,
     tx: tokio::sync::mpsc::Sender<Bytes>,
 ) {
