@@ -39,7 +39,11 @@ pub struct QueryIn<'a> {
     #[schema(value_type = String)]
     pub hash: Cow<'a, str>,
     /// PDQ quality (0-100); under 50 gives verdict `low_quality`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_quality"
+    )]
     #[schema(minimum = 0, maximum = 100)]
     pub quality: Option<u8>,
 }
@@ -67,6 +71,25 @@ impl QueryIn<'_> {
             }
             quality => Ok(Query { hash, quality }),
         }
+    }
+}
+
+/// A quality as JSON gives it: an integer, or a number with no fraction (`50.0` is the
+/// integer 50 in JSON Schema, so a client may well send it); 0-255 here, 0-100 checked after.
+fn whole_quality<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+            .map(|f| f as u64)
+    });
+    match whole.map(u8::try_from) {
+        Some(Ok(q)) => Ok(Some(q)),
+        _ => Err(serde::de::Error::custom(format!(
+            "quality {n} is not a whole number from 0 to 100"
+        ))),
     }
 }
 

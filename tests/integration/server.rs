@@ -426,7 +426,8 @@ fn matching_endpoints_entitlements_and_distance_policies() {
     for path in [
         "/v1/match",
         "/v1/match/ndjson",
-        "/v1/match/{kind}/{hash}",
+        "/v1/match/md5/{hash}",
+        "/v1/match/pdq/{hash}",
         "/v1/lists",
         "/v1/admin/hashsets/{list}",
         "/healthz",
@@ -464,19 +465,34 @@ fn matching_endpoints_entitlements_and_distance_policies() {
         );
     }
     // The bounds the service enforces are in the document, for clients generated from it.
-    let quality = &doc["components"]["schemas"]["QueryIn"]["properties"]["quality"];
+    // A query is one of the kinds' shapes: its hex length, and a quality for PDQ only.
+    let shapes = doc["components"]["schemas"]["QueryIn"]["oneOf"]
+        .as_array()
+        .unwrap();
+    let pdq = shapes.iter().find(|s| s["title"] == "pdq query").unwrap();
+    let quality = &pdq["properties"]["quality"];
     assert_eq!(
         (&quality["minimum"], &quality["maximum"]),
         (&json!(0), &json!(100)),
         "{quality}"
     );
-    let single = doc["paths"]["/v1/match/{kind}/{hash}"]["get"]["parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "quality")
-        .unwrap();
-    assert_eq!(single["schema"]["maximum"], 100, "{single}");
+    assert_eq!(pdq["properties"]["hash"]["pattern"], "^[0-9a-fA-F]{64}$");
+    let md5 = shapes.iter().find(|s| s["title"] == "md5 query").unwrap();
+    assert!(md5["properties"].get("quality").is_none());
+    let params = |path: &str| {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let single = params("/v1/match/pdq/{hash}");
+    let quality = single.iter().find(|p| p["name"] == "quality").unwrap();
+    assert_eq!(quality["schema"]["maximum"], 100, "{quality}");
+    assert!(
+        params("/v1/match/sha1/{hash}")
+            .iter()
+            .all(|p| p["name"] != "quality")
+    );
 
     // Metrics: requests by endpoint pattern (never a concrete hash), matches by list.
     let text = server.get("/metrics", None).text().unwrap();
@@ -654,6 +670,38 @@ fn ndjson_streams_any_number_of_queries_in_order() {
         }
     }
     body.push_str("blake3:00"); // no final newline, still a line
+    // An empty body is a client's mistake, answered as such (not a 200 with nothing).
+    let empty = server
+        .client
+        .post(server.url("/v1/match/ndjson"))
+        .bearer_auth(ISP)
+        .send()
+        .unwrap();
+    let problem = assert_problem(empty, StatusCode::UNPROCESSABLE_ENTITY, "invalid-query");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the body is empty")
+    );
+    // A quality written as a number with no fraction is that integer (JSON Schema's view).
+    let (status, answer) = server.match_json(
+        ISP,
+        &json!({"queries": [{"kind": "pdq", "hash": "00".repeat(32), "quality": 50.0}]}),
+    );
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = server.match_json(
+        ISP,
+        &json!({"queries": [{"kind": "pdq", "hash": "00".repeat(32), "quality": 50.5}]}),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a whole number"),
+        "{answer}"
+    );
     let r = server
         .client
         .post(server.url("/v1/match/ndjson"))

@@ -241,6 +241,7 @@ pub(super) struct SingleParams {
     responses(
         (status = 200, description = "The verdict, with its query and the lists matched", body = VerdictOut<'static>),
         (status = 401, description = "Missing or unknown key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "An admin key", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Invalid kind, hash or quality", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = ProblemDoc, content_type = "application/problem+json"),
     ),

@@ -24,6 +24,7 @@ mod health;
 mod lists;
 mod matching;
 mod ndjson;
+mod schema;
 #[cfg(test)]
 mod tests;
 
@@ -97,7 +98,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .split_for_parts();
     // The document is generated from the handlers' annotations and the types' schemas
     // (utoipa), once, at start.
-    let document = Bytes::from(openapi.to_pretty_json().unwrap_or_default());
+    let mut document = serde_json::to_value(&openapi).unwrap_or_default();
+    schema::refine(&mut document);
+    let document = Bytes::from(serde_json::to_vec_pretty(&document).unwrap_or_default());
     routes
         .route(
             "/openapi.json",
@@ -130,16 +133,67 @@ async fn observe(State(state): Shared, request: Request, next: Next) -> Response
         .to_owned();
     let started = Instant::now();
     let limit = Duration::from_millis(state.config.limits.request_timeout_ms);
+    let (parts, body) = request.into_parts();
+    let unread = Arc::new(std::sync::Mutex::new(Some(body)));
+    let request = Request::from_parts(parts, Body::new(Tracked(Arc::clone(&unread))));
     let response = match tokio::time::timeout(limit, next.run(request)).await {
         Ok(r) => r,
         Err(_) => Problem::timeout(limit.as_millis()).into_response(),
     };
+    // Answered without reading the body (a 401 to an upload, say): read what the client is
+    // still sending, a little of it, so that it gets this answer rather than a reset. Only
+    // once the handler has let go of the body (a stream still reads its own).
+    if Arc::strong_count(&unread) == 1 {
+        let leftover = unread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(body) = leftover {
+            drain(body).await;
+        }
+    }
     state.shared.metrics.request(
         &endpoint,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// A request body read through a shared slot, so that [`observe`] can drain what the
+/// handler left unread.
+struct Tracked(Arc<std::sync::Mutex<Option<Body>>>);
+
+impl axum::body::HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(body) = slot.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let frame = std::pin::Pin::new(body).poll_frame(cx);
+        if matches!(frame, std::task::Poll::Ready(None)) {
+            *slot = None;
+        }
+        frame
+    }
+}
+
+/// Reads and discards at most 1 MiB of `body` for at most a second.
+async fn drain(mut body: Body) {
+    use http_body_util::BodyExt as _;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut read = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, Bytes::len);
+            if read > 1 << 20 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn not_found() -> Problem {

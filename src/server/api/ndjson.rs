@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -32,7 +32,10 @@ const NDJSON_BATCH: usize = 1024;
     request_body(content = String, content_type = "application/x-ndjson", description = "`kind:hex[:quality]`, `{\"kind\",\"hash\"}` or `hashsieve hash` records, one per line"),
     responses(
         (status = 200, description = "One verdict line per query", content_type = "application/x-ndjson", body = String),
+        (status = 400, description = "The body could not be read", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "An admin key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "An empty body", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited, or too many requests at once (Retry-After)", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -41,21 +44,42 @@ pub(super) async fn match_ndjson(
     State(state): Shared,
     Partner(partner, slot): Partner,
     body: Body,
-) -> Response {
+) -> Result<Response, Problem> {
+    // An empty body is a mistake (a client that sent nothing), not a stream of no queries:
+    // the first bytes are awaited before the answer starts.
+    let mut data = body.into_data_stream();
+    let first = loop {
+        match data.next().await {
+            Some(Ok(bytes)) if bytes.is_empty() => {}
+            Some(Ok(bytes)) => break bytes,
+            Some(Err(e)) => return Err(Problem::unreadable_body(e.to_string())),
+            None => {
+                return Err(Problem::invalid_query(
+                    "the body is empty: send one query per line",
+                ));
+            }
+        }
+    };
     let snapshot = state.shared.snapshot.load_full();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    tokio::spawn(stream_ndjson(state, snapshot, (partner, slot), body, tx));
+    tokio::spawn(stream_ndjson(
+        state,
+        snapshot,
+        (partner, slot),
+        (first, data),
+        tx,
+    ));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
     });
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-ndjson"),
         )],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response())
 }
 
 /// One parsed input line of `/v1/match/ndjson`: its queries, or why it is not one.
@@ -76,11 +100,10 @@ async fn stream_ndjson(
     snapshot: Arc<Snapshot>,
     // The slot is held until the last line is answered.
     (partner, _slot): (Arc<PartnerAuth>, Slot),
-    body: Body,
+    (first, mut data): (Bytes, BodyDataStream),
     tx: tokio::sync::mpsc::Sender<Bytes>,
 ) {
-    let mut data = body.into_data_stream();
-    let mut pending: Vec<u8> = Vec::new();
+    let mut pending: Vec<u8> = first.to_vec();
     let mut lines: Vec<Line> = Vec::new();
     let mut line_no = 0usize;
     let mut queued = 0usize;
