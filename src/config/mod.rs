@@ -42,6 +42,20 @@ impl DistancePolicy {
     }
 }
 
+/// What happens to a partner whose queries look like a walk of a perceptual list
+/// (`crate::server::probing`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbingAction {
+    /// A metric and a log line; the partner is answered as before.
+    #[default]
+    Alert,
+    /// One request with perceptual queries per ten seconds.
+    Throttle,
+    /// Requests with perceptual queries refused (403) for an hour.
+    Refuse,
+}
+
 /// Where a list's signed files come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -83,6 +97,8 @@ pub struct Partner {
     pub rate_per_second: u32,
     pub max_concurrent: u32,
     pub distance: DistancePolicy,
+    pub probing: ProbingAction,
+    pub probing_limit: u32,
 }
 
 /// A validated admin.
@@ -360,6 +376,12 @@ impl Config {
                     "must be greater than 0".into(),
                 ));
             }
+            if p.probing_limit == 0 {
+                return Err(invalid(
+                    key("probing_limit"),
+                    "must be greater than 0".into(),
+                ));
+            }
             if p.max_concurrent == 0 {
                 return Err(invalid(
                     key("max_concurrent"),
@@ -373,6 +395,8 @@ impl Config {
                 rate_per_second: p.rate_per_second,
                 max_concurrent: p.max_concurrent,
                 distance: p.distance,
+                probing: p.probing,
+                probing_limit: p.probing_limit,
             });
         }
         let mut admins = Vec::new();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::DistancePolicy;
+use super::{DistancePolicy, ProbingAction};
 
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +191,17 @@ pub struct RawPartner {
     pub max_concurrent: u32,
     #[serde(default)]
     pub distance: DistancePolicy,
+    /// What to do when the partner's queries look like a walk of a perceptual list.
+    #[serde(default)]
+    pub probing: ProbingAction,
+    /// Probe-like queries (near misses, repeated inexact matches of one entry) per hour
+    /// before `probing` applies.
+    #[serde(default = "default_probing_limit")]
+    pub probing_limit: u32,
+}
+
+pub(super) fn default_probing_limit() -> u32 {
+    200
 }
 
 pub(super) fn default_rate() -> u32 {

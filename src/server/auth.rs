@@ -24,6 +24,8 @@ pub struct PartnerAuth {
     limiter: Option<Mutex<Bucket>>,
     /// Requests answered at once (`max_concurrent`); `None`: unbounded (demo mode).
     concurrent: Option<(Arc<tokio::sync::Semaphore>, u32)>,
+    /// Probing detection; `None` in demo mode.
+    pub probing: Option<crate::server::probing::Probing>,
 }
 
 /// One of a partner's concurrent request slots, held until the answer is complete.
@@ -135,6 +137,10 @@ impl Auth {
                         Arc::new(tokio::sync::Semaphore::new(p.max_concurrent as usize)),
                         p.max_concurrent,
                     )),
+                    probing: Some(crate::server::probing::Probing::new(
+                        p.probing,
+                        p.probing_limit,
+                    )),
                 })
             })
             .collect();
@@ -157,6 +163,7 @@ impl Auth {
                 distance: DistancePolicy::Exact,
                 limiter: None,
                 concurrent: None,
+                probing: None,
             })
         });
         Auth {

@@ -7,6 +7,7 @@
 //! | `hashsieve_queries_total` | partner | hashes looked up |
 //! | `hashsieve_matches_total` | list | matched entries reported |
 //! | `hashsieve_near_misses_total` | partner | queries that land just outside a list's threshold |
+//! | `hashsieve_probing_flags_total` | partner | times a partner was flagged as probing a list |
 //! | `hashsieve_index_version` | list | version served |
 //! | `hashsieve_update_refusals_total` | list | sets or deltas refused |
 
@@ -26,6 +27,7 @@ pub struct Metrics {
     queries: Family<Labels, Counter>,
     matches: Family<Labels, Counter>,
     near_misses: Family<Labels, Counter>,
+    probing_flags: Family<Labels, Counter>,
     versions: Family<Labels, Gauge>,
     refusals: Family<Labels, Counter>,
 }
@@ -47,6 +49,7 @@ impl Metrics {
         let queries = Family::<Labels, Counter>::default();
         let matches = Family::<Labels, Counter>::default();
         let near_misses = Family::<Labels, Counter>::default();
+        let probing_flags = Family::<Labels, Counter>::default();
         let versions = Family::<Labels, Gauge>::default();
         let refusals = Family::<Labels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
@@ -66,6 +69,11 @@ impl Metrics {
             "Queries within 16 bits beyond a list's threshold, by partner (probing)",
             near_misses.clone(),
         );
+        registry.register(
+            "probing_flags",
+            "Times a partner was flagged as probing a perceptual list, by partner",
+            probing_flags.clone(),
+        );
         registry.register("index_version", "List version served", versions.clone());
         registry.register(
             "update_refusals",
@@ -79,6 +87,7 @@ impl Metrics {
             queries,
             matches,
             near_misses,
+            probing_flags,
             versions,
             refusals,
         }
@@ -112,6 +121,12 @@ impl Metrics {
         self.near_misses
             .get_or_create(&vec![("partner", partner.to_owned())])
             .inc_by(n);
+    }
+
+    pub fn probing_flagged(&self, partner: &str) {
+        self.probing_flags
+            .get_or_create(&vec![("partner", partner.to_owned())])
+            .inc();
     }
 
     pub fn index_version(&self, list: &str, version: u64) {

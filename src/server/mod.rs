@@ -14,6 +14,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod metrics;
+pub mod probing;
 pub mod problem;
 pub mod updates;
 

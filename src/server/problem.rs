@@ -32,6 +32,7 @@ pub const CATALOGUE: &[(&str, u16, &str)] = &[
     ("unauthorized", 401, "Missing or unknown API key"),
     ("admin-key-for-matching", 403, "Admin keys cannot match"),
     ("admin-only", 403, "Admin key required"),
+    ("probing-suspected", 403, "Perceptual queries refused"),
     (
         "list-not-entitled",
         403,
@@ -45,6 +46,7 @@ pub const CATALOGUE: &[(&str, u16, &str)] = &[
     ("update-refused", 422, "Hash set refused"),
     ("rate-limited", 429, "Rate limit exceeded"),
     ("too-many-concurrent", 429, "Too many requests at once"),
+    ("probing-throttled", 429, "Perceptual queries throttled"),
     ("internal", 500, "Internal error"),
     ("not-ready", 503, "Not ready"),
     ("timeout", 503, "Request took too long"),
@@ -169,6 +171,29 @@ impl Problem {
             ),
         )
         .retry_after(1)
+    }
+
+    /// A partner flagged as probing: refused (403) or throttled (429) perceptual queries.
+    pub fn probing(partner: &str, held: crate::server::probing::Held) -> Problem {
+        use crate::server::probing::Held;
+        let why = format!(
+            "partner {partner}'s recent queries keep landing near listed entries (near misses, or one entry matched inexactly again and again), as a walk of the list would"
+        );
+        match held {
+            Held::Refused(seconds) => Problem::of(
+                "probing-suspected",
+                format!(
+                    "{why}: perceptual queries are refused for {seconds} s more (exact kinds are still answered); the operator can tell you more"
+                ),
+            ),
+            Held::Throttled(seconds) => Problem::of(
+                "probing-throttled",
+                format!(
+                    "{why}: perceptual queries are limited to one request per 10 s; retry after {seconds} s"
+                ),
+            )
+            .retry_after(seconds),
+        }
     }
 
     pub fn internal(detail: impl Into<String>) -> Problem {

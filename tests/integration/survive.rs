@@ -546,8 +546,10 @@ fn kill_9_at_any_moment_of_an_update_loses_nothing() {
     // The last word: restarted, it serves the newest version it accepted, and the oldest
     // file of all, offered again alone, is refused as a rollback.
     let mut run = service.start();
+    // (After the update the last kill interrupted, if it did, is applied.)
+    run.wait_serving(published, Duration::from_secs(60));
     let accepted = service.accepted().unwrap();
-    run.wait_serving(accepted, Duration::from_secs(60));
+    assert_eq!(accepted, published);
     for e in std::fs::read_dir(service.path("published"))
         .unwrap()
         .flatten()
@@ -789,5 +791,130 @@ fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
             .status(),
         StatusCode::OK
     );
+    run.stop();
+}
+
+/// A partner's greedy walk towards a listed PDQ hash, one bit flip per query, using the
+/// exact distances the service discloses for matches: from 31 bits away it recovers the
+/// listed hash in one pass over the 256 bits, unless stopped. Returns the distance it got to
+/// and whether it was stopped (403 `probing-suspected`).
+fn hill_climb(run: &Running, key: &str, listed: [u8; 32], start: [u8; 32]) -> (u32, bool) {
+    let distance = |h: &[u8; 32]| -> (reqwest::StatusCode, Option<u32>) {
+        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+        let r = run
+            .client
+            .get(format!("{}/v1/match/pdq/{hex}", run.base))
+            .bearer_auth(key)
+            .send()
+            .unwrap();
+        let status = r.status();
+        let body: Value = r.json().unwrap();
+        (
+            status,
+            body["matches"][0]["distance"].as_u64().map(|d| d as u32),
+        )
+    };
+    let true_distance = |h: &[u8; 32]| -> u32 {
+        h.iter()
+            .zip(&listed)
+            .map(|(a, b)| (a ^ b).count_ones())
+            .sum()
+    };
+    let mut current = start;
+    let (_, d) = distance(&current);
+    let mut best = d.expect("the walk starts within the threshold");
+    for bit in 0..256 {
+        let mut next = current;
+        next[bit / 8] ^= 1 << (bit % 8);
+        match distance(&next) {
+            (StatusCode::FORBIDDEN, _) => return (true_distance(&current), true),
+            (_, Some(d)) if d < best => {
+                current = next;
+                best = d;
+            }
+            _ => {}
+        }
+    }
+    (true_distance(&current), false)
+}
+
+#[test]
+fn a_partner_walking_a_pdq_list_is_stopped_before_it_recovers_the_entry() {
+    use rand::{RngExt as _, SeedableRng as _};
+    let service = Service::with_source(
+        1,
+        1,
+        "dir:published",
+        "near_miss_sample = 1",
+        "",
+        "distance = \"exact\"\nprobing = \"refuse\"\nprobing_limit = 20",
+    );
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(14);
+    let listed: [u8; 32] = rng.random();
+    let mut t = EntryTable::new();
+    t.push(
+        HashValue::from_bytes(HashKind::Pdq, &listed).unwrap(),
+        "synthetic",
+        "target",
+    )
+    .unwrap();
+    t.push(
+        HashValue::parse(HashKind::Md5, &marker(1)).unwrap(),
+        "marker",
+        "v1",
+    )
+    .unwrap();
+    let now = hashsieve::clock::now_unix();
+    let header = Header {
+        name: "alpha".into(),
+        version: 1,
+        created: now - 60,
+        expires: now + 86_400,
+        description: "synthetic".into(),
+        thresholds: vec![],
+    };
+    let bytes = t.to_set_bytes(&header).unwrap().0;
+    publish(
+        &service.path("published"),
+        "alpha-1.hset",
+        &bytes,
+        &[&service.keys[0]],
+    );
+    let run = service.start();
+    run.wait_serving(1, Duration::from_secs(20));
+    // 31 bits away: a match at the threshold.
+    let mut start = listed;
+    let mut flipped = std::collections::BTreeSet::new();
+    while flipped.len() < 31 {
+        flipped.insert(rng.random_range(0..256usize));
+    }
+    for bit in &flipped {
+        start[bit / 8] ^= 1 << (bit % 8);
+    }
+    // A partner whose action is only an alert: the walk recovers the listed hash exactly,
+    // and the operator is told.
+    let (got, stopped) = hill_climb(&run, OTHER, listed, start);
+    assert_eq!(
+        (got, stopped),
+        (0, false),
+        "the walk works when nothing stops it"
+    );
+    let metrics = run
+        .client
+        .get(format!("{}/metrics", run.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("hashsieve_probing_flags_total{partner=\"other\"} 1"),
+        "{metrics}"
+    );
+    // A partner whose action is to refuse: stopped far from the entry.
+    let (got, stopped) = hill_climb(&run, PARTNER, listed, start);
+    assert!(stopped, "the walker was not stopped");
+    assert!(got >= 20, "stopped only {got} bits from the listed hash");
+    // Its exact-hash queries are still answered.
+    assert!(run.matches_marker(1));
     run.stop();
 }

@@ -47,12 +47,29 @@ pub(super) fn answer(
         },
     };
     let answers = snapshot.index.match_batch(queries, &options);
-    if answers.near_misses > 0 {
-        // Each sampled near miss stands for `every` queries.
-        let estimate = answers.near_misses as u64 * u64::from(options.near_miss.every);
-        state.shared.metrics.near_misses(&partner.name, estimate);
+    // Each sampled near miss stands for `every` queries.
+    let near_misses = answers.near_misses as u64 * u64::from(options.near_miss.every);
+    if near_misses > 0 {
+        state.shared.metrics.near_misses(&partner.name, near_misses);
     }
     let mut verdicts = answers.verdicts;
+    if let Some(probing) = &partner.probing {
+        let inexact = verdicts.decided_mut().flat_map(|(_, v)| {
+            v.matches
+                .iter()
+                .filter(|m| m.kind.is_perceptual() && m.distance > 0)
+                .map(|m| (&m.list, m.reference.as_str()))
+        });
+        if probing.observe(near_misses, inexact) {
+            state.shared.metrics.probing_flagged(&partner.name);
+            tracing::warn!(
+                partner = %partner.name,
+                action = ?probing.action,
+                limit = probing.limit,
+                "partner flagged as probing: its queries keep landing near listed entries"
+            );
+        }
+    }
     let reports_low_quality = |list: &str| {
         state
             .config
@@ -108,6 +125,13 @@ pub(super) async fn run_answer(
     queries: Vec<Query>,
     only: Option<BTreeSet<String>>,
 ) -> Result<(Arc<Snapshot>, Vec<Query>, Verdicts), Problem> {
+    if let Some(probing) = &partner.probing
+        && queries.iter().any(|q| q.hash.kind().is_perceptual())
+    {
+        probing
+            .admit()
+            .map_err(|held| Problem::probing(&partner.name, held))?;
+    }
     if queries.len() <= INLINE_QUERIES {
         let (verdicts, pending) = answer(state, &snapshot, partner, &queries, only.as_ref());
         if let Some(pending) = pending {
