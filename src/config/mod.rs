@@ -86,6 +86,9 @@ pub struct ListConfig {
     pub poll_seconds: u64,
     pub report_low_quality: bool,
     pub max_version_step: u64,
+    /// Flood quarantine (`min == 0`: off).
+    pub quarantine_min: u32,
+    pub quarantine_factor: u32,
 }
 
 /// A validated partner.
@@ -319,6 +322,12 @@ impl Config {
                     ),
                 ));
             }
+            if list.quarantine_factor == 0 {
+                return Err(invalid(
+                    key("quarantine_factor"),
+                    "must be greater than 0".into(),
+                ));
+            }
             if list.max_version_step == 0 {
                 return Err(invalid(
                     key("max_version_step"),
@@ -339,6 +348,8 @@ impl Config {
                 poll_seconds: list.poll_seconds,
                 report_low_quality: list.report_low_quality,
                 max_version_step: list.max_version_step,
+                quarantine_min: list.quarantine_min,
+                quarantine_factor: list.quarantine_factor,
             });
         }
         let mut digests = BTreeSet::new();
@@ -459,6 +470,8 @@ impl Config {
             report_low_quality: false,
             s3_endpoint: None,
             max_version_step: default_max_version_step(),
+            quarantine_min: 0,
+            quarantine_factor: raw::default_quarantine_factor(),
         };
         let raw = RawConfig {
             listen: listen.map_or_else(default_listen, |l| l.to_string()),

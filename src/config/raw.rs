@@ -158,9 +158,20 @@ pub struct RawList {
     /// For `s3://` sources: the store's endpoint when `AWS_ENDPOINT_URL` is not set.
     #[serde(default)]
     pub s3_endpoint: Option<String>,
+    /// Flood quarantine: matches per hour of one entry (across partners) that always count
+    /// as a flood; 0 (the default) turns it off.
+    #[serde(default)]
+    pub quarantine_min: u32,
+    /// An entry is also allowed this many times its own hourly history.
+    #[serde(default = "default_quarantine_factor")]
+    pub quarantine_factor: u32,
     /// The largest version step one file may take above the accepted version.
     #[serde(default = "default_max_version_step")]
     pub max_version_step: u64,
+}
+
+pub(super) fn default_quarantine_factor() -> u32 {
+    10
 }
 
 pub(super) fn default_threshold() -> usize {

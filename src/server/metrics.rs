@@ -8,6 +8,8 @@
 //! | `hashsieve_matches_total` | list | matched entries reported |
 //! | `hashsieve_near_misses_total` | partner | queries that land just outside a list's threshold |
 //! | `hashsieve_probing_flags_total` | partner | times a partner was flagged as probing a list |
+//! | `hashsieve_quarantined_total` | list | entries quarantined by a flood of matches |
+//! | `hashsieve_quarantine_withheld_total` | list | matches of quarantined entries not reported |
 //! | `hashsieve_index_version` | list | version served |
 //! | `hashsieve_update_refusals_total` | list | sets or deltas refused |
 
@@ -28,6 +30,8 @@ pub struct Metrics {
     matches: Family<Labels, Counter>,
     near_misses: Family<Labels, Counter>,
     probing_flags: Family<Labels, Counter>,
+    quarantined: Family<Labels, Counter>,
+    withheld: Family<Labels, Counter>,
     versions: Family<Labels, Gauge>,
     refusals: Family<Labels, Counter>,
 }
@@ -50,6 +54,8 @@ impl Metrics {
         let matches = Family::<Labels, Counter>::default();
         let near_misses = Family::<Labels, Counter>::default();
         let probing_flags = Family::<Labels, Counter>::default();
+        let quarantined = Family::<Labels, Counter>::default();
+        let withheld = Family::<Labels, Counter>::default();
         let versions = Family::<Labels, Gauge>::default();
         let refusals = Family::<Labels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
@@ -74,6 +80,16 @@ impl Metrics {
             "Times a partner was flagged as probing a perceptual list, by partner",
             probing_flags.clone(),
         );
+        registry.register(
+            "quarantined",
+            "Entries quarantined by a flood of matches, by list",
+            quarantined.clone(),
+        );
+        registry.register(
+            "quarantine_withheld",
+            "Matches of quarantined entries not reported, by list",
+            withheld.clone(),
+        );
         registry.register("index_version", "List version served", versions.clone());
         registry.register(
             "update_refusals",
@@ -88,6 +104,8 @@ impl Metrics {
             matches,
             near_misses,
             probing_flags,
+            quarantined,
+            withheld,
             versions,
             refusals,
         }
@@ -127,6 +145,18 @@ impl Metrics {
         self.probing_flags
             .get_or_create(&vec![("partner", partner.to_owned())])
             .inc();
+    }
+
+    pub fn quarantined(&self, list: &str) {
+        self.quarantined
+            .get_or_create(&vec![("list", list.to_owned())])
+            .inc();
+    }
+
+    pub fn withheld(&self, list: &str, n: u64) {
+        self.withheld
+            .get_or_create(&vec![("list", list.to_owned())])
+            .inc_by(n);
     }
 
     pub fn index_version(&self, list: &str, version: u64) {

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod metrics;
 pub mod probing;
 pub mod problem;
+pub mod quarantine;
 pub mod updates;
 
 use std::collections::BTreeMap;
@@ -65,6 +66,9 @@ pub struct ListStatus {
     pub signing_key: Option<String>,
     /// How many distinct maintainer keys must sign each file (k of n).
     pub signatures_required: usize,
+    /// Entries withheld by the flood quarantine (shown to admins only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<Vec<quarantine::Quarantined>>,
     pub last_update: Option<String>,
     pub last_refusal: Option<Refused>,
 }
@@ -96,6 +100,8 @@ pub struct Shared {
     /// Set when shutdown begins: `/readyz` answers 503 from then on, so that a load
     /// balancer stops sending requests while the ones it sent are still answered.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Entries whose matches jumped far above their history (see [`quarantine`]).
+    pub quarantine: quarantine::Quarantine,
 }
 
 impl Shared {
@@ -120,6 +126,7 @@ impl Shared {
             status: Mutex::new(status),
             metrics: metrics::Metrics::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            quarantine: quarantine::Quarantine::default(),
         }
     }
 

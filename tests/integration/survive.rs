@@ -918,3 +918,78 @@ fn a_partner_walking_a_pdq_list_is_stopped_before_it_recovers_the_entry() {
     assert!(run.matches_marker(1));
     run.stop();
 }
+
+#[test]
+fn a_flood_of_matches_on_one_entry_quarantines_it_until_an_admin_releases_it() {
+    let service = Service::with_source(1, 1, "dir:published", "", "quarantine_min = 30", "");
+    service.publish(1, 10, 1);
+    let run = service.start();
+    run.wait_serving(1, Duration::from_secs(20));
+    let verdict = |key: &str, kind: &str, hash: &str| -> String {
+        let r = run
+            .client
+            .get(format!("{}/v1/match/{kind}/{hash}", run.base))
+            .bearer_auth(key)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<Value>().unwrap()["verdict"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // A synthetic burst on the marker entry, from both partners.
+    let matched = (0..50)
+        .filter(|i| verdict([PARTNER, OTHER][i % 2], "md5", &marker(1)) == "match")
+        .count();
+    assert!(
+        (30..=32).contains(&matched),
+        "{matched} of 50 matched; the entry should be quarantined after about 30"
+    );
+    // Other entries keep matching.
+    let filler: String = Sha256::digest(0u64.to_le_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(verdict(PARTNER, "sha256", &filler), "match");
+    // The operator sees it: /v1/lists (admins only), the metric.
+    let lists = |key: &str| -> Value {
+        run.client
+            .get(format!("{}/v1/lists", run.base))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+            .json::<Value>()
+            .unwrap()["lists"][0]
+            .clone()
+    };
+    let shown = lists(OPS)["quarantined"].clone();
+    assert_eq!(shown[0]["ref"], "v1", "{shown}");
+    assert!(shown[0]["withheld"].as_u64().unwrap() >= 18, "{shown}");
+    assert!(lists(PARTNER).get("quarantined").is_none());
+    let metrics = run
+        .client
+        .get(format!("{}/metrics", run.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("hashsieve_quarantined_total{list=\"alpha\"} 1"),
+        "{metrics}"
+    );
+    // An admin releases it: matched again (and not quarantined again while this runs).
+    let release = |reference: &str| {
+        run.client
+            .post(format!("{}/v1/admin/quarantine/alpha/release", run.base))
+            .bearer_auth(OPS)
+            .json(&serde_json::json!({ "ref": reference }))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(release("v1").status(), StatusCode::OK);
+    assert_eq!(release("v1").status(), StatusCode::NOT_FOUND);
+    assert!((0..40).all(|_| verdict(PARTNER, "md5", &marker(1)) == "match"));
+    assert_eq!(lists(OPS)["quarantined"], serde_json::json!([]));
+    run.stop();
+}

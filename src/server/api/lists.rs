@@ -48,8 +48,78 @@ pub(super) async fn lists(State(state): Shared, Known(caller): Known) -> Respons
             Caller::Admin(_) => true,
             Caller::Partner(p) => p.may_see(&s.name),
         })
+        .map(|mut s| {
+            if matches!(caller, Caller::Admin(_)) {
+                s.quarantined = Some(state.shared.quarantine.of(&s.name));
+            }
+            s
+        })
         .collect();
     json_ok(&ListsDoc { lists })
+}
+
+/// `POST /v1/admin/quarantine/{list}/release` body.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Release {
+    /// The quarantined entry's reference, as `/v1/lists` shows it.
+    #[serde(rename = "ref")]
+    reference: String,
+}
+
+/// `POST /v1/admin/quarantine/{list}/release` done.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Released {
+    list: String,
+    #[serde(rename = "ref")]
+    reference: String,
+    released: bool,
+}
+
+/// Release an entry from the flood quarantine (admins): its matches are reported again,
+/// and it is not quarantined again while the service runs.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/quarantine/{list}/release",
+    params(("list" = String, Path, description = "configured list name")),
+    request_body(content = Release, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Released", body = Released),
+        (status = 400, description = "Not a valid body", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such list, or the entry is not quarantined", body = ProblemDoc, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn release_quarantine(
+    State(state): Shared,
+    Admin(admin): Admin,
+    path: Result<Path<String>, PathRejection>,
+    body: axum::body::Body,
+) -> Result<Response, Problem> {
+    let Path(list) =
+        path.map_err(|e| Problem::not_found(format!("no such list: {}", e.body_text())))?;
+    if !state.config.lists.iter().any(|l| l.name == list) {
+        return Err(Problem::not_found(format!(
+            "no list named {list:?} is configured"
+        )));
+    }
+    let bytes = super::read_body(body, 64 * 1024).await?;
+    let release: Release = serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::invalid_json(format!("{e}; expected {{\"ref\": \"...\"}}")))?;
+    if !state.shared.quarantine.release(&list, &release.reference) {
+        return Err(Problem::not_found(format!(
+            "no entry of {list:?} with reference {:?} is quarantined",
+            release.reference
+        )));
+    }
+    tracing::warn!(%admin, list, reference = %release.reference, "quarantined entry released");
+    Ok(json_ok(&Released {
+        list,
+        reference: release.reference,
+        released: true,
+    }))
 }
 
 /// Upload a signed set or delta for a list (admins).

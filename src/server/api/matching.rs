@@ -77,6 +77,7 @@ pub(super) fn answer(
             .iter()
             .any(|l| l.name == list && l.report_low_quality)
     };
+    withhold_quarantined(state, &mut verdicts);
     let time = rfc3339(now_unix());
     let mut audit = Vec::new();
     let mut per_list: BTreeMap<&str, u64> = BTreeMap::new();
@@ -107,6 +108,38 @@ pub(super) fn answer(
         .metrics
         .queries(&partner.name, queries.len() as u64);
     (verdicts, pending)
+}
+
+/// Counts every match against its entry's flood quarantine and drops the matches of
+/// quarantined entries; a verdict left without matches is `no_match`.
+fn withhold_quarantined(state: &AppState, verdicts: &mut Verdicts) {
+    let rule = |list: &str| {
+        state.config.lists.iter().find(|l| l.name == list).map_or(
+            crate::server::quarantine::Rule { min: 0, factor: 1 },
+            |l| crate::server::quarantine::Rule {
+                min: l.quarantine_min,
+                factor: l.quarantine_factor,
+            },
+        )
+    };
+    let quarantine = &state.shared.quarantine;
+    for (_, v) in verdicts.decided_mut() {
+        let before = v.matches.len();
+        v.matches.retain(|m| {
+            let (withheld, newly) = quarantine.observe(rule(&m.list), &m.list, &m.reference);
+            if newly {
+                state.shared.metrics.quarantined(&m.list);
+                tracing::warn!(list = %m.list, reference = %m.reference, "entry quarantined: its matches jumped far above its history; an admin can release it");
+            }
+            if withheld {
+                state.shared.metrics.withheld(&m.list, 1);
+            }
+            !withheld
+        });
+        if before > 0 && v.matches.is_empty() {
+            v.verdict = Decision::NoMatch;
+        }
+    }
 }
 
 /// Logs a failed audit write: the match is still answered, but the operator must see it.

@@ -3,10 +3,11 @@
 //! | endpoint | who | what | file |
 //! |---|---|---|---|
 //! | `POST /v1/match` | partner | `{"queries":[{"kind","hash","quality"?}],"lists":[..]?}` → `{"results":[verdict],"lists":{name:version}}` | [`matching`] |
-//! | `GET /v1/match/{kind}/{hash}` | partner | one verdict (`?quality=N` for PDQ) | [`matching`] |
+//! | `GET /v1/match/{kind}/{hash}` | partner | one verdict (`?quality=N` for PDQ); one path per kind in the OpenAPI document ([`schema`]) | [`matching`] |
 //! | `POST /v1/match/ndjson` | partner | one query per line in (`kind:hex[:quality]`, `{"kind","hash","quality"}` or a `hashsieve hash` record), one verdict line out per query, streamed | [`ndjson`] |
 //! | `GET /v1/lists` | partner, admin | the lists the caller may see: version, counts, dates, signing key, last update and refusal | [`lists`] |
-//! | `POST /v1/admin/hashsets/{list}` | admin | multipart `file` (set or delta) + `signature` (its .minisig) | [`lists`] |
+//! | `POST /v1/admin/hashsets/{list}` | admin | multipart `file` (set or delta) + `signature` (its .minisig; repeated for a threshold) | [`lists`] |
+//! | `POST /v1/admin/quarantine/{list}/release` | admin | `{"ref"}`: an entry out of the flood quarantine | [`lists`] |
 //! | `GET /healthz`, `/readyz`, `/metrics` | anyone | liveness; readiness (503 until every list serves an unexpired version); Prometheus text | [`health`] |
 //!
 //! Callers are extracted once per request ([`caller`]); handlers return
@@ -54,7 +55,13 @@ type Shared = State<Arc<AppState>>;
         title = "hashsieve",
         description = "Match content against vetted hash lists by hash alone. Partners send hashes, never images. Errors are RFC 9457 application/problem+json with a stable type urn:hashsieve:problem:<name>."
     ),
-    components(schemas(ProblemDoc, lists::ListsDoc, super::ListStatus, super::Refused)),
+    components(schemas(
+        ProblemDoc,
+        lists::ListsDoc,
+        super::ListStatus,
+        super::Refused,
+        super::quarantine::Quarantined
+    )),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -92,6 +99,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(matching::match_single))
         .routes(routes!(lists::lists))
         .routes(routes!(lists::admin_upload))
+        .routes(routes!(lists::release_quarantine))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
