@@ -3,7 +3,7 @@
 //! Oracle: the reader never panics, and whatever it accepts is canonical, so re-encoding the
 //! parsed entries and header gives back exactly the input bytes.
 //!
-//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run parse_published fuzz/seeds -- -max_total_time=600`
+//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run parse_published fuzz/corpus/parse_published fuzz/seeds/parse_published -- -max_total_time=600`
 //! (seeds: the example sets and deltas; see fuzz/README.md).
 #![no_main]
 
@@ -16,9 +16,13 @@ fuzz_target!(|data: &[u8]| {
         Ok(Published::Set(set)) => {
             let mut table = EntryTable::new();
             for entry in set.entries() {
-                table.push_ref(entry).expect("entries read from a file fit the limits");
+                table
+                    .push_ref(entry)
+                    .expect("entries read from a file fit the limits");
             }
-            let (bytes, digest) = table.to_set_bytes(set.header()).expect("a parsed header is valid");
+            let (bytes, digest) = table
+                .to_set_bytes(set.header())
+                .expect("a parsed header is valid");
             assert_eq!(bytes, data, "accepted a non-canonical set");
             assert_eq!(digest, set.digest());
         }

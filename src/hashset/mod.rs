@@ -104,6 +104,15 @@ pub fn parse_file_name(list: &str, file: &str) -> Option<(u64, bool)> {
     Some((version, is_delta))
 }
 
+/// The names in a `<list>.files` listing (one per line, as an HTTPS source publishes it):
+/// trimmed, blank lines skipped, and names only, so that nothing can reach outside the base
+/// URL (no `/`, no `\`, no leading `.`).
+pub fn listed_names(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|f| !f.is_empty() && !f.contains(['/', '\\']) && !f.starts_with('.'))
+}
+
 /// The name a set (or delta) of `list` at `version` is published under.
 pub fn file_name(list: &str, version: u64, is_delta: bool) -> String {
     let extension = if is_delta { "hdelta" } else { "hset" };

@@ -246,11 +246,7 @@ impl Source for HttpsSource {
         self.etag = etag;
         self.modified = modified;
         self.generation += 1;
-        self.last = text
-            .lines()
-            .map(str::trim)
-            // Names only: nothing that could reach outside the base URL.
-            .filter(|f| !f.is_empty() && !f.contains(['/', '\\']) && !f.starts_with('.'))
+        self.last = crate::hashset::listed_names(&text)
             .map(|f| Listed {
                 name: f.to_owned(),
                 location: PathBuf::from(format!("{}{f}", self.base)),
