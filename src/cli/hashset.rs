@@ -352,6 +352,20 @@ fn sign_file(secret_key: &Path, set: &Path) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
+/// A policy trusting `keys`, `threshold` of which must sign; a threshold of 0 or above the
+/// number of keys is a usage error (it would refuse everything).
+pub(crate) fn threshold_policy(keys: Vec<PublicKey>, threshold: usize) -> anyhow::Result<Policy> {
+    if threshold == 0 || threshold > keys.len() {
+        bail!(
+            "--threshold {threshold}: must be between 1 and the number of --public-key keys ({})",
+            keys.len()
+        );
+    }
+    let mut policy = Policy::new(keys);
+    policy.threshold = threshold;
+    Ok(policy)
+}
+
 /// Where `key`'s signature of `set` goes: the slot that already holds one by this key, else
 /// the first free one (FILE.minisig, FILE.2.minisig, ...).
 fn signature_slot(set: &Path, key: &str) -> anyhow::Result<PathBuf> {
@@ -385,15 +399,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         .iter()
         .map(|p| load_public_key(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if args.threshold == 0 || args.threshold > keys.len() {
-        bail!(
-            "--threshold {}: must be between 1 and the number of --public-key keys ({})",
-            args.threshold,
-            keys.len()
-        );
-    }
-    let mut policy = Policy::new(keys);
-    policy.threshold = args.threshold;
+    let mut policy = threshold_policy(keys, args.threshold)?;
     policy.max_bytes = args.max_bytes;
     let state = match &args.state {
         Some(path) => Some(TrustState::load(path)?),

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::Outcome;
 use crate::hashset::signing::Published;
-use crate::hashset::trust::{self, Policy};
+use crate::hashset::trust;
 use crate::index::query::parse_line;
 use crate::index::{Decision, Index, MatchOptions, Query, store};
 use crate::wire::{QueryEcho, VerdictName, VerdictOut};
@@ -92,15 +92,7 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
         .iter()
         .map(|p| super::hashset::load_public_key(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if args.threshold == 0 || args.threshold > keys.len() {
-        bail!(
-            "--threshold {}: must be between 1 and the number of --public-key keys ({})",
-            args.threshold,
-            keys.len()
-        );
-    }
-    let mut policy = Policy::new(keys);
-    policy.threshold = args.threshold;
+    let mut policy = super::hashset::threshold_policy(keys, args.threshold)?;
     policy.max_bytes = args.max_bytes;
     let started = Instant::now();
     let mut sets = Vec::new();

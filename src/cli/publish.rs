@@ -11,7 +11,7 @@ use anyhow::{Context as _, anyhow, bail};
 use super::Outcome;
 use crate::fsutil::write_atomic;
 use crate::hashset::signing::{Published, check_comment};
-use crate::hashset::trust::{self, Policy};
+use crate::hashset::trust;
 use crate::hashset::{file_name, parse_file_name};
 use crate::objstore::Bucket;
 
@@ -167,16 +167,12 @@ fn prepare(
     threshold: usize,
 ) -> anyhow::Result<Result<Ready, String>> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    // Contiguous from FILE.minisig: published as `.minisig`, `.2.minisig`, ... in this order.
-    let mut signatures = Vec::new();
-    for n in 1..=trust::MAX_SIGNATURES {
-        let sig_path = trust::nth_signature_path(path, n);
-        match std::fs::read_to_string(&sig_path) {
-            Ok(s) => signatures.push(s),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-            Err(e) => return Err(anyhow!("{}: cannot read: {e}", sig_path.display())),
-        }
-    }
+    // Published as `.minisig`, `.2.minisig`, ... in the order found (the slot carries no
+    // meaning: every signature is checked against every key).
+    let signatures = match trust::read_signatures(path, trust::MAX_SIGNATURES) {
+        Ok(s) => s,
+        Err(refusal) => return Ok(Err(refusal.to_string())),
+    };
     if signatures.is_empty() {
         bail!(
             "{}: cannot read its signature {}; sign it first (hashsieve hashset sign)",
@@ -204,8 +200,7 @@ fn prepare(
         }
         published
     } else {
-        let mut policy = Policy::new(keys.to_vec());
-        policy.threshold = threshold;
+        let policy = super::hashset::threshold_policy(keys.to_vec(), threshold)?;
         match trust::verify_bytes(path, bytes.clone(), &signatures, &policy, None) {
             Ok(p) => p,
             Err(refusal) => return Ok(Err(refusal.to_string())),

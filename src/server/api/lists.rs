@@ -58,6 +58,22 @@ pub(super) async fn lists(State(state): Shared, Known(caller): Known) -> Respons
     json_ok(&ListsDoc { lists })
 }
 
+/// The `{list}` of an admin path, if it names a configured list (a name that is not UTF-8
+/// after decoding names none).
+fn configured_list(
+    state: &crate::server::AppState,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<String, Problem> {
+    let Path(list) =
+        path.map_err(|e| Problem::not_found(format!("no such list: {}", e.body_text())))?;
+    if !state.config.lists.iter().any(|l| l.name == list) {
+        return Err(Problem::not_found(format!(
+            "no list named {list:?} is configured"
+        )));
+    }
+    Ok(list)
+}
+
 /// `POST /v1/admin/quarantine/{list}/release` body.
 #[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -98,13 +114,7 @@ pub(super) async fn release_quarantine(
     path: Result<Path<String>, PathRejection>,
     body: axum::body::Body,
 ) -> Result<Response, Problem> {
-    let Path(list) =
-        path.map_err(|e| Problem::not_found(format!("no such list: {}", e.body_text())))?;
-    if !state.config.lists.iter().any(|l| l.name == list) {
-        return Err(Problem::not_found(format!(
-            "no list named {list:?} is configured"
-        )));
-    }
+    let list = configured_list(&state, path)?;
     let bytes = super::read_body(body, 64 * 1024).await?;
     let release: Release = serde_json::from_slice(&bytes)
         .map_err(|e| Problem::invalid_json(format!("{e}; expected {{\"ref\": \"...\"}}")))?;
@@ -145,14 +155,7 @@ pub(super) async fn admin_upload(
     path: Result<Path<String>, PathRejection>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, Problem> {
-    // A name that is not UTF-8 after decoding names no configured list.
-    let Path(list) =
-        path.map_err(|e| Problem::not_found(format!("no such list: {}", e.body_text())))?;
-    if !state.config.lists.iter().any(|l| l.name == list) {
-        return Err(Problem::not_found(format!(
-            "no list named {list:?} is configured"
-        )));
-    }
+    let list = configured_list(&state, path)?;
     let mut multipart = multipart.map_err(|e| {
         Problem::invalid_upload(format!("not multipart/form-data: {}", e.body_text()))
     })?;

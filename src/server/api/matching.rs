@@ -54,13 +54,17 @@ pub(super) fn answer(
     }
     let mut verdicts = answers.verdicts;
     if let Some(probing) = &partner.probing {
-        let inexact = verdicts.decided_mut().flat_map(|(_, v)| {
-            v.matches
-                .iter()
-                .filter(|m| m.kind.is_perceptual() && m.distance > 0)
-                .map(|m| (&m.list, m.reference.as_str()))
-        });
-        if probing.observe(near_misses, inexact) {
+        let inexact: Vec<(&Arc<str>, &str)> = verdicts
+            .decided_mut()
+            .flat_map(|(_, v)| {
+                v.matches
+                    .iter()
+                    .filter(|m| m.kind.is_perceptual() && m.distance > 0)
+                    .map(|m| (&m.list, m.reference.as_str()))
+            })
+            .collect();
+        // Most answers have neither: nothing to count, no lock taken.
+        if (near_misses > 0 || !inexact.is_empty()) && probing.observe(near_misses, inexact) {
             state.shared.metrics.probing_flagged(&partner.name);
             tracing::warn!(
                 partner = %partner.name,
@@ -113,6 +117,9 @@ pub(super) fn answer(
 /// Counts every match against its entry's flood quarantine and drops the matches of
 /// quarantined entries; a verdict left without matches is `no_match`.
 fn withhold_quarantined(state: &AppState, verdicts: &mut Verdicts) {
+    if state.config.lists.iter().all(|l| l.quarantine_min == 0) {
+        return;
+    }
     let rule = |list: &str| {
         state.config.lists.iter().find(|l| l.name == list).map_or(
             crate::server::quarantine::Rule { min: 0, factor: 1 },

@@ -133,7 +133,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Times every request (to the response head), applies the request timeout, and counts it
 /// by endpoint (the route pattern, never the concrete path: it may hold a hash) and status.
-async fn observe(State(state): Shared, request: Request, next: Next) -> Response {
+async fn observe(State(state): Shared, mut request: Request, next: Next) -> Response {
     let endpoint = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -141,9 +141,17 @@ async fn observe(State(state): Shared, request: Request, next: Next) -> Response
         .to_owned();
     let started = Instant::now();
     let limit = Duration::from_millis(state.config.limits.request_timeout_ms);
-    let (parts, body) = request.into_parts();
-    let unread = Arc::new(std::sync::Mutex::new(Some(body)));
-    let request = Request::from_parts(parts, Body::new(Tracked(Arc::clone(&unread))));
+    // A body that may hold bytes is read through a shared slot (GETs, most of the traffic,
+    // have none and go straight through).
+    let unread = if axum::body::HttpBody::is_end_stream(request.body()) {
+        None
+    } else {
+        let (parts, body) = request.into_parts();
+        let slot = Arc::new(std::sync::Mutex::new(Some(body)));
+        let tracked = Body::new(Tracked(Arc::clone(&slot)));
+        request = Request::from_parts(parts, tracked);
+        Some(slot)
+    };
     let response = match tokio::time::timeout(limit, next.run(request)).await {
         Ok(r) => r,
         Err(_) => Problem::timeout(limit.as_millis()).into_response(),
@@ -151,8 +159,10 @@ async fn observe(State(state): Shared, request: Request, next: Next) -> Response
     // Answered without reading the body (a 401 to an upload, say): read what the client is
     // still sending, a little of it, so that it gets this answer rather than a reset. Only
     // once the handler has let go of the body (a stream still reads its own).
-    if Arc::strong_count(&unread) == 1 {
-        let leftover = unread.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(slot) = unread
+        && Arc::strong_count(&slot) == 1
+    {
+        let leftover = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(body) = leftover {
             drain(body).await;
         }
