@@ -31,6 +31,7 @@ fn header() -> Header {
         expires: 1_900_000_000,
         description: "synthetic benchmark list".into(),
         thresholds: vec![],
+        severity: Vec::new(),
     }
 }
 

@@ -129,6 +129,7 @@ fn bench_lookup(c: &mut Criterion) {
                 expires: 1,
                 description: String::new(),
                 thresholds: vec![],
+                severity: Vec::new(),
             };
             let set = HashSetFile::parse(t.to_set_bytes(&header).expect("build").0).expect("parse");
             let index = Index::build(vec![Arc::new(set)]).expect("index");

@@ -105,6 +105,7 @@ fn build(name: &str, list: usize, version: u64, entries: &[HashValue]) -> HashSe
         expires: now + 7 * 86_400,
         description: "soak test list (synthetic)".into(),
         thresholds: vec![],
+        severity: Vec::new(),
     };
     HashSetFile::parse(t.to_set_bytes(&header).expect("set").0).expect("parse")
 }

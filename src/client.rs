@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::index::Query;
-use crate::wire::{MatchRequest, MatchResponse, QueryIn};
+use crate::wire::{
+    MatchRequest, MatchResponse, QueryIn, URL_PREFIX_BYTES, UrlPrefixRequest, UrlPrefixResponse,
+};
 
 /// Why a batch could not be matched.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +35,8 @@ pub enum ClientError {
 
 /// A connection to one hashsieve service.
 pub struct Client {
-    url: String,
+    /// The service's root URL, without a trailing slash.
+    base: String,
     key: Option<String>,
     http: reqwest::blocking::Client,
     /// Retries of a rate-limited batch before giving up.
@@ -49,9 +52,25 @@ impl Client {
         key: Option<String>,
         ca_cert: Option<&std::path::Path>,
     ) -> Result<Client, ClientError> {
-        let url = format!("{}/v1/match", base.trim_end_matches('/'));
+        Client::with_timeout(base, key, ca_cert, Duration::from_secs(120))
+    }
+
+    /// [`Client::new`] with each request bounded by `timeout` (a proxy's helper cannot wait
+    /// the two minutes a large batch may take) and no retry when rate-limited.
+    pub fn with_timeout(
+        base: &str,
+        key: Option<String>,
+        ca_cert: Option<&std::path::Path>,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let base = base.trim_end_matches('/').to_owned();
+        let retries = if timeout < Duration::from_secs(60) {
+            0
+        } else {
+            5
+        };
         let mut builder = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(120))
+            .timeout(timeout)
             .user_agent(concat!("hashsieve/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = ca_cert {
             let bad = |detail: String| ClientError::CaCert {
@@ -69,14 +88,14 @@ impl Client {
             }
         }
         let http = builder.build().map_err(|source| ClientError::Http {
-            url: url.clone(),
+            url: base.clone(),
             source,
         })?;
         Ok(Client {
-            url,
+            base,
             key,
             http,
-            max_retries: 5,
+            max_retries: retries,
         })
     }
 
@@ -87,14 +106,65 @@ impl Client {
             queries: queries.iter().map(QueryIn::of).collect(),
             lists: None,
         };
+        let (url, parsed): (String, MatchResponse<'static>) = self.post("/v1/match", &body)?;
+        if parsed.results.len() != queries.len() {
+            return Err(ClientError::Unexpected {
+                url,
+                detail: format!(
+                    "{} results for {} queries",
+                    parsed.results.len(),
+                    queries.len()
+                ),
+            });
+        }
+        Ok(parsed)
+    }
+
+    /// The listed `url` entries whose hashes start with these prefixes (privacy mode; at
+    /// most the server's `max_batch` prefixes).
+    pub fn url_prefixes(
+        &self,
+        prefixes: &[[u8; URL_PREFIX_BYTES]],
+    ) -> Result<UrlPrefixResponse<'static>, ClientError> {
+        let body = UrlPrefixRequest {
+            prefixes: prefixes
+                .iter()
+                .map(|p| crate::kinds::hex_lower(p))
+                .collect(),
+            lists: None,
+        };
+        let (url, parsed): (String, UrlPrefixResponse<'static>) =
+            self.post("/v1/match/url-prefixes", &body)?;
+        let asked = |hash: &str| {
+            prefixes
+                .iter()
+                .any(|p| hash.starts_with(&crate::kinds::hex_lower(p)))
+        };
+        if let Some(e) = parsed.entries.iter().find(|e| !asked(&e.hash)) {
+            return Err(ClientError::Unexpected {
+                url,
+                detail: format!("entry {} has none of the prefixes asked for", e.hash),
+            });
+        }
+        Ok(parsed)
+    }
+
+    /// POSTs `body` as JSON to `path`, waiting and retrying while rate-limited; the URL and
+    /// the parsed answer, or the server's problem as an error.
+    fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<(String, T), ClientError> {
+        let url = format!("{}{path}", self.base);
         let mut attempt = 0;
         loop {
-            let mut request = self.http.post(&self.url).json(&body);
+            let mut request = self.http.post(&url).json(body);
             if let Some(key) = &self.key {
                 request = request.bearer_auth(key);
             }
             let response = request.send().map_err(|source| ClientError::Http {
-                url: self.url.clone(),
+                url: url.clone(),
                 source,
             })?;
             let status = response.status();
@@ -111,7 +181,7 @@ impl Client {
                 continue;
             }
             let text = response.text().map_err(|source| ClientError::Http {
-                url: self.url.clone(),
+                url: url.clone(),
                 source,
             })?;
             if !status.is_success() {
@@ -123,28 +193,17 @@ impl Client {
                         .unwrap_or_else(|| text.chars().take(200).collect())
                 };
                 return Err(ClientError::Problem {
-                    url: self.url.clone(),
+                    url,
                     status: status.as_u16(),
                     title: field("title"),
                     detail: field("detail"),
                 });
             }
-            let parsed: MatchResponse<'static> =
-                serde_json::from_str(&text).map_err(|e| ClientError::Unexpected {
-                    url: self.url.clone(),
-                    detail: e.to_string(),
-                })?;
-            if parsed.results.len() != queries.len() {
-                return Err(ClientError::Unexpected {
-                    url: self.url.clone(),
-                    detail: format!(
-                        "{} results for {} queries",
-                        parsed.results.len(),
-                        queries.len()
-                    ),
-                });
-            }
-            return Ok(parsed);
+            let parsed: T = serde_json::from_str(&text).map_err(|e| ClientError::Unexpected {
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
+            return Ok((url, parsed));
         }
     }
 }

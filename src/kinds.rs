@@ -21,11 +21,26 @@ pub enum HashKind {
     Phash,
     Dhash,
     Ahash,
+    /// SHA-256 of a canonical URL expression ([`crate::urls`]).
+    Url,
 }
 
 impl HashKind {
     /// Every kind, in canonical order.
-    pub const ALL: [HashKind; 8] = [
+    pub const ALL: [HashKind; 9] = [
+        HashKind::Md5,
+        HashKind::Sha1,
+        HashKind::Sha256,
+        HashKind::Blake3,
+        HashKind::Pdq,
+        HashKind::Phash,
+        HashKind::Dhash,
+        HashKind::Ahash,
+        HashKind::Url,
+    ];
+
+    /// The kinds `hashsieve hash` computes from a file's bytes (all but `url`).
+    pub const FILE: [HashKind; 8] = [
         HashKind::Md5,
         HashKind::Sha1,
         HashKind::Sha256,
@@ -47,6 +62,7 @@ impl HashKind {
             HashKind::Phash => "phash",
             HashKind::Dhash => "dhash",
             HashKind::Ahash => "ahash",
+            HashKind::Url => "url",
         }
     }
 
@@ -55,7 +71,7 @@ impl HashKind {
         match self {
             HashKind::Md5 => 16,
             HashKind::Sha1 => 20,
-            HashKind::Sha256 | HashKind::Blake3 | HashKind::Pdq => 32,
+            HashKind::Sha256 | HashKind::Blake3 | HashKind::Pdq | HashKind::Url => 32,
             HashKind::Phash | HashKind::Dhash | HashKind::Ahash => 8,
         }
     }
@@ -81,7 +97,11 @@ impl HashKind {
             HashKind::Pdq => 31,
             HashKind::Phash | HashKind::Dhash => 8,
             HashKind::Ahash => 6,
-            HashKind::Md5 | HashKind::Sha1 | HashKind::Sha256 | HashKind::Blake3 => 0,
+            HashKind::Md5
+            | HashKind::Sha1
+            | HashKind::Sha256
+            | HashKind::Blake3
+            | HashKind::Url => 0,
         }
     }
 
@@ -90,7 +110,11 @@ impl HashKind {
         match self {
             HashKind::Pdq => 64,
             HashKind::Phash | HashKind::Dhash | HashKind::Ahash => 16,
-            HashKind::Md5 | HashKind::Sha1 | HashKind::Sha256 | HashKind::Blake3 => 0,
+            HashKind::Md5
+            | HashKind::Sha1
+            | HashKind::Sha256
+            | HashKind::Blake3
+            | HashKind::Url => 0,
         }
     }
 
@@ -105,6 +129,7 @@ impl HashKind {
             HashKind::Phash => 5,
             HashKind::Dhash => 6,
             HashKind::Ahash => 7,
+            HashKind::Url => 8,
         }
     }
 
@@ -386,7 +411,7 @@ mod tests {
             assert_eq!(usize::from(kind.code()), i);
             assert_eq!(HashKind::from_code(kind.code()), Some(kind));
         }
-        assert_eq!(HashKind::from_code(8), None);
+        assert_eq!(HashKind::from_code(9), None);
     }
 
     #[test]

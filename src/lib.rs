@@ -34,4 +34,5 @@ pub mod kinds;
 pub mod objstore;
 pub(crate) mod prefetch;
 pub mod server;
+pub mod urls;
 pub mod wire;

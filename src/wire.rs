@@ -30,7 +30,8 @@ pub struct MatchRequest<'a> {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryIn<'a> {
-    /// md5, sha1, sha256, blake3, pdq, phash, dhash or ahash.
+    /// md5, sha1, sha256, blake3, pdq, phash, dhash, ahash or url (the SHA-256 of a URL
+    /// expression).
     #[serde(borrow)]
     #[schema(value_type = String)]
     pub kind: Cow<'a, str>,
@@ -147,6 +148,10 @@ pub struct VerdictOut<'a> {
     pub query: Option<QueryEcho<'a>>,
     /// `match`, `no_match` or `low_quality`.
     pub verdict: VerdictName,
+    /// The highest severity among the matches (1 = the most severe category of its list's
+    /// severity order); absent when no match has one. Matches are ordered by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<u16>,
     pub matches: Vec<MatchOut<'a>>,
 }
 
@@ -161,6 +166,7 @@ impl<'a> VerdictOut<'a> {
         VerdictOut {
             query: query.map(QueryEcho::of),
             verdict: verdict.verdict.into(),
+            severity: verdict.severity(),
             matches: verdict
                 .matches
                 .iter()
@@ -168,6 +174,7 @@ impl<'a> VerdictOut<'a> {
                     list: Cow::Borrowed(&m.list),
                     version: m.version,
                     kind: Cow::Borrowed(m.kind.name()),
+                    severity: m.severity,
                     category: Cow::Borrowed(&m.category),
                     reference: Cow::Borrowed(&m.reference),
                     distance: distance(m.distance),
@@ -185,6 +192,9 @@ pub struct MatchOut<'a> {
     pub version: u64,
     #[schema(value_type = String)]
     pub kind: Cow<'a, str>,
+    /// The category's rank in the list's severity order (1 = most severe), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<u16>,
     #[schema(value_type = String)]
     pub category: Cow<'a, str>,
     /// The maintainer's opaque reference of the entry.
@@ -194,6 +204,70 @@ pub struct MatchOut<'a> {
     /// Hamming distance (0 for exact kinds); coarsened or absent per the partner's policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distance: Option<u32>,
+}
+
+/// Bytes of an expression hash a privacy-mode client sends (`POST /v1/match/url-prefixes`).
+pub const URL_PREFIX_BYTES: usize = 4;
+
+/// `POST /v1/match/url-prefixes` body: the first 4 bytes of each expression hash of the URLs
+/// a client looks up, so that the service never learns which URL it was.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UrlPrefixRequest {
+    /// 8 hex digits each: the first 4 bytes of a `url` expression hash.
+    #[schema(value_type = Vec<String>)]
+    pub prefixes: Vec<String>,
+    /// Only these lists (each must be entitled); all entitled lists if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lists: Option<Vec<String>>,
+}
+
+impl UrlPrefixRequest {
+    /// The prefixes as bytes, or which one is wrong and why.
+    pub fn parse_prefixes(&self) -> Result<Vec<[u8; URL_PREFIX_BYTES]>, String> {
+        self.prefixes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                parse_prefix(p).ok_or_else(|| {
+                    let shown: String = p.chars().take(20).collect();
+                    format!("prefixes[{i}]: {shown:?} is not 8 hex digits")
+                })
+            })
+            .collect()
+    }
+}
+
+fn parse_prefix(text: &str) -> Option<[u8; URL_PREFIX_BYTES]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 2 * URL_PREFIX_BYTES {
+        return None;
+    }
+    let mut out = [0u8; URL_PREFIX_BYTES];
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let digit = |b: u8| (b as char).to_digit(16);
+        *o = (digit(pair[0])? << 4 | digit(pair[1])?) as u8;
+    }
+    Some(out)
+}
+
+/// `POST /v1/match/url-prefixes` answer: every listed `url` entry whose hash starts with one
+/// of the prefixes. The client compares the full hashes with its own.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UrlPrefixResponse<'a> {
+    pub entries: Vec<PrefixEntry<'a>>,
+    /// List name to the version answered from.
+    pub lists: BTreeMap<String, u64>,
+}
+
+/// A listed `url` entry with its full hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PrefixEntry<'a> {
+    /// The full SHA-256 of the listed expression.
+    #[schema(value_type = String)]
+    pub hash: Cow<'a, str>,
+    #[serde(flatten)]
+    pub entry: MatchOut<'a>,
 }
 
 #[cfg(test)]
@@ -215,6 +289,7 @@ mod tests {
                 list: Arc::from("alpha"),
                 version: 3,
                 kind: HashKind::Md5,
+                severity: None,
                 category: "c1".into(),
                 reference: "A-3".into(),
                 distance: 0,

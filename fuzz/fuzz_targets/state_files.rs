@@ -32,6 +32,7 @@ fn set() -> Arc<HashSetFile> {
             expires: i64::MAX / 2,
             description: String::new(),
             thresholds: vec![],
+            severity: Vec::new(),
         };
         Arc::new(HashSetFile::parse(t.to_set_bytes(&header).expect("set").0).expect("parse"))
     }))

@@ -16,6 +16,11 @@ pub(crate) fn run(args: HashArgs) -> anyhow::Result<Outcome> {
     if args.dihedral && !args.kinds.contains(&HashKind::Pdq) {
         anyhow::bail!("--dihedral needs pdq among --kinds");
     }
+    if let Some(kind) = args.kinds.iter().find(|k| !HashKind::FILE.contains(k)) {
+        anyhow::bail!(
+            "{kind} is not a hash of a file: `hashsieve url expressions URL...` hashes URLs"
+        );
+    }
     let mut kinds = args.kinds;
     kinds.sort();
     kinds.dedup();

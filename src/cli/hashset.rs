@@ -113,9 +113,16 @@ pub(crate) struct BuildArgs {
     thresholds: Vec<String>,
     #[arg(long, default_value = "")]
     description: String,
+    /// The categories from the most severe down (e.g. A,B,C): verdicts list the most severe
+    /// match first and carry its rank as "severity" (1 = first).
+    #[arg(long, value_name = "CATEGORIES", value_delimiter = ',')]
+    severity: Vec<String>,
     #[arg(short = 'o', long = "output", value_name = "OUT.hset")]
     output: PathBuf,
-    /// Entry files: CSV with header kind,hash,category,ref, or `hashsieve hash` NDJSON.
+    /// Entry files: CSV with header kind,hash,category,ref, or `hashsieve hash` NDJSON. A
+    /// `url` row's hash is a URL pattern (a host, a path prefix ending in /, or an exact URL),
+    /// canonicalised and hashed here, or an expression hash (64 hex); the set holds only
+    /// hashes.
     #[arg(required = true, value_name = "ENTRIES")]
     entries: Vec<PathBuf>,
 }
@@ -245,12 +252,17 @@ fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
         expires,
         description: args.description,
         thresholds,
+        severity: args.severity,
     };
     header.validate().context("invalid header")?;
     let mut table = EntryTable::new();
     let mut rows = 0;
     for path in &args.entries {
-        rows += read_entries(path, &mut table).map_err(|e| anyhow!("{e}"))?;
+        let read = read_entries(path, &mut table).map_err(|e| anyhow!("{e}"))?;
+        rows += read.rows;
+        for warning in read.warnings {
+            eprintln!("hashsieve: warning: {warning}");
+        }
     }
     let (bytes, digest) = table.to_set_bytes(&header)?;
     let set = HashSetFile::parse(bytes).context("the set just built does not parse")?;
@@ -456,6 +468,7 @@ fn inspect(path: &Path, json: bool, trusted_comment: bool) -> anyhow::Result<Out
         "expires": rfc3339(header.expires),
         "description": header.description,
         "thresholds": thresholds,
+        "severity": header.severity,
         "digest": hex_lower(&published.digest()),
         "trusted_comment": published.trusted_comment(),
     });

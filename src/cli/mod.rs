@@ -8,6 +8,7 @@ mod hashset;
 mod matching;
 mod publish;
 mod serve;
+mod url;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,9 @@ enum Command {
     /// Match hashes against signed hash sets offline: one NDJSON verdict per query, in input
     /// order. Exit 0 no match, 1 some match (or a set refused), 2 usage or input error.
     Match(matching::MatchArgs),
+    /// URL lists: expressions and their hashes, checking URLs, and Squid's ACL helper.
+    #[command(subcommand)]
+    Url(url::UrlCommand),
     /// Run the match service (HTTP API) on the configured lists; with no --config, the
     /// bundled example lists on 127.0.0.1:8080 as an unauthenticated local demo.
     Serve(serve::ServeArgs),
@@ -110,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Hashset(cmd) => hashset::run(cmd),
         Command::Match(args) => matching::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Url(cmd) => url::run(cmd),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

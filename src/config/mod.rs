@@ -10,6 +10,7 @@ use minisign::PublicKey;
 use serde::Deserialize;
 
 use crate::hashset::signing::parse_public_key;
+use crate::kinds::HashKind;
 pub use raw::{Limits, RawAdmin, RawConfig, RawList, RawPartner};
 use raw::{
     RawKeys, default_audit_log, default_listen, default_max_version_step, default_poll_seconds,
@@ -89,6 +90,20 @@ pub struct ListConfig {
     /// Flood quarantine (`min == 0`: off).
     pub quarantine_min: u32,
     pub quarantine_factor: u32,
+    /// Non-empty: an allow list whose entries suppress matches of these lists.
+    pub suppresses: Vec<String>,
+    /// The operator's caps on the set's thresholds, perceptual kinds in kind order.
+    pub thresholds: Vec<(HashKind, u32)>,
+}
+
+impl ListConfig {
+    /// What the index applies to this list on top of its set's rules.
+    pub fn policy(&self) -> crate::index::ListPolicy {
+        crate::index::ListPolicy {
+            suppresses: self.suppresses.clone(),
+            thresholds: self.thresholds.clone(),
+        }
+    }
 }
 
 /// A validated partner.
@@ -340,7 +355,33 @@ impl Config {
                     "must be greater than 0".into(),
                 ));
             }
+            let mut thresholds = Vec::new();
+            for (name, &distance) in &list.thresholds {
+                let at = || format!("lists[{i}].thresholds.{name}");
+                let kind: HashKind = name
+                    .parse()
+                    .map_err(|e: crate::kinds::UnknownKind| invalid(at(), e.to_string()))?;
+                if !kind.is_perceptual() {
+                    return Err(invalid(
+                        at(),
+                        format!("{kind} is an exact kind; only perceptual kinds have thresholds"),
+                    ));
+                }
+                if distance > kind.max_threshold() {
+                    return Err(invalid(
+                        at(),
+                        format!(
+                            "{distance} is above the largest {kind} threshold, {}",
+                            kind.max_threshold()
+                        ),
+                    ));
+                }
+                thresholds.push((kind, distance));
+            }
+            thresholds.sort();
             lists.push(ListConfig {
+                suppresses: list.suppresses.clone(),
+                thresholds,
                 name: list.name.clone(),
                 source,
                 public_keys: keys,
@@ -351,6 +392,28 @@ impl Config {
                 quarantine_min: list.quarantine_min,
                 quarantine_factor: list.quarantine_factor,
             });
+        }
+        for (i, list) in lists.iter().enumerate() {
+            for (k, target) in list.suppresses.iter().enumerate() {
+                let at = format!("lists[{i}].suppresses[{k}]");
+                let Some(t) = lists.iter().find(|l| l.name == *target) else {
+                    return Err(invalid(
+                        at,
+                        format!("no list named {target:?} is configured"),
+                    ));
+                };
+                if t.name == list.name {
+                    return Err(invalid(at, "a list cannot suppress itself".into()));
+                }
+                if !t.suppresses.is_empty() {
+                    return Err(invalid(
+                        at,
+                        format!(
+                            "{target:?} is itself an allow list, whose matches are never reported"
+                        ),
+                    ));
+                }
+            }
         }
         let mut digests = BTreeSet::new();
         let mut partner_names = BTreeSet::new();
@@ -472,6 +535,8 @@ impl Config {
             max_version_step: default_max_version_step(),
             quarantine_min: 0,
             quarantine_factor: raw::default_quarantine_factor(),
+            suppresses: Vec::new(),
+            thresholds: Default::default(),
         };
         let raw = RawConfig {
             listen: listen.map_or_else(default_listen, |l| l.to_string()),

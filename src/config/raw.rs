@@ -168,6 +168,13 @@ pub struct RawList {
     /// The largest version step one file may take above the accepted version.
     #[serde(default = "default_max_version_step")]
     pub max_version_step: u64,
+    /// Makes this an allow list: its entries suppress matches of these lists.
+    #[serde(default)]
+    pub suppresses: Vec<String>,
+    /// The operator's thresholds per perceptual kind (`{ pdq = 24 }`): lower the set's, never
+    /// raise them.
+    #[serde(default)]
+    pub thresholds: std::collections::BTreeMap<String, u32>,
 }
 
 pub(super) fn default_quarantine_factor() -> u32 {

@@ -32,7 +32,7 @@ pub struct HashOptions {
 impl Default for HashOptions {
     fn default() -> Self {
         HashOptions {
-            kinds: HashKind::ALL.to_vec(),
+            kinds: HashKind::FILE.to_vec(),
             dihedral: false,
             max_pixels: decode::DEFAULT_MAX_PIXELS,
         }

@@ -128,16 +128,19 @@ impl<'a> Reader<'a> {
         &mut self,
         magic: &[u8; 8],
         kind: &'static str,
-        supported: u16,
-    ) -> Result<(), FormatError> {
+        newest: u16,
+    ) -> Result<u16, FormatError> {
         if self.take(8, "magic").ok() != Some(&magic[..]) {
             return Err(FormatError::BadMagic { expected: kind });
         }
         let got = self.u16("format version")?;
-        if got != supported {
-            return Err(FormatError::UnsupportedVersion { got, supported });
+        if !(1..=newest).contains(&got) {
+            return Err(FormatError::UnsupportedVersion {
+                got,
+                supported: newest,
+            });
         }
-        Ok(())
+        Ok(got)
     }
 
     /// Reads the closing BLAKE3 digest, checks that nothing follows it and that it is the

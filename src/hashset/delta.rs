@@ -6,11 +6,15 @@ use std::cmp::Ordering;
 
 use super::FormatError;
 use super::codec::{Reader, Writer};
-use super::format::{EntryRef, EntryTable, HashSetFile, Header, Section, entry_at, read_entries};
+use super::format::{
+    EntryRef, EntryTable, HashSetFile, Header, Section, check_version, entry_at, read_entries,
+    version_for,
+};
 use crate::kinds::hex_lower;
 
 pub const DELTA_MAGIC: &[u8; 8] = b"HSIEVDLT";
-pub const DELTA_FORMAT_VERSION: u16 = 1;
+/// The newest delta format version (2: as for sets, `url` entries and the severity order).
+pub const DELTA_FORMAT_VERSION: u16 = 2;
 
 /// A parsed, structurally valid and digest-checked delta.
 #[derive(Debug, Clone)]
@@ -67,10 +71,10 @@ impl DeltaFile {
     /// Parses and checks `bytes` (magic, lengths, canonical order, digest).
     pub fn parse(bytes: Vec<u8>) -> Result<DeltaFile, FormatError> {
         let mut r = Reader::new(&bytes);
-        r.preamble(DELTA_MAGIC, "delta (.hdelta)", DELTA_FORMAT_VERSION)?;
+        let version = r.preamble(DELTA_MAGIC, "delta (.hdelta)", DELTA_FORMAT_VERSION)?;
         let base_version = r.u64("base version")?;
         let base_digest = r.digest("base digest")?;
-        let header = Header::read(&mut r)?;
+        let header = Header::read(&mut r, version)?;
         if header.version <= base_version {
             return Err(FormatError::Invalid {
                 what: "delta versions",
@@ -83,6 +87,8 @@ impl DeltaFile {
         let result_digest = r.digest("result digest")?;
         let removes = read_entries(&mut r)?;
         let adds = read_entries(&mut r)?;
+        let kinds = removes.1.iter().chain(&adds.1).map(|s| s.kind);
+        check_version(version, version_for(&header, kinds))?;
         let digest = r.digest_trailer()?;
         let delta = DeltaFile {
             bytes,
@@ -223,12 +229,13 @@ pub fn diff(old: &HashSetFile, new: &HashSetFile) -> Result<Vec<u8>, DeltaError>
             _ => {}
         }
     }
+    let version = version_for(new.header(), removes.kinds().chain(adds.kinds()));
     let mut w = Writer::default();
     w.bytes(DELTA_MAGIC);
-    w.u16(DELTA_FORMAT_VERSION);
+    w.u16(version);
     w.u64(old.header().version);
     w.bytes(&old.digest());
-    new.header().write(&mut w);
+    new.header().write(&mut w, version);
     w.bytes(&new.digest());
     removes.write_canonical(&mut w);
     adds.write_canonical(&mut w);

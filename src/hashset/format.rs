@@ -14,7 +14,37 @@ use super::{FormatError, limits, validate_list_name};
 use crate::kinds::{HashKind, HashValue};
 
 pub const SET_MAGIC: &[u8; 8] = b"HSIEVSET";
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest format version. Version 2 added `url` entries and the severity order; a file
+/// is written in the oldest version that can hold it, so lists without them stay readable by
+/// older readers (and each content keeps exactly one encoding).
+pub const FORMAT_VERSION: u16 = 2;
+
+/// The format version a file with this header and these kinds is written in.
+pub fn version_for(header: &Header, mut kinds: impl Iterator<Item = HashKind>) -> u16 {
+    if !header.severity.is_empty() || kinds.any(|k| k == HashKind::Url) {
+        2
+    } else {
+        1
+    }
+}
+
+/// Checks that a file read as `version` is written in the version its content needs.
+pub(super) fn check_version(version: u16, needed: u16) -> Result<(), FormatError> {
+    if version == needed {
+        return Ok(());
+    }
+    Err(FormatError::NotCanonical {
+        detail: if needed > version {
+            format!(
+                "url entries and a severity order need format version {needed}, the file says {version}"
+            )
+        } else {
+            format!(
+                "format version {version} without url entries or a severity order must be written as version {needed}"
+            )
+        },
+    })
+}
 
 /// Everything about a list version except its entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +59,9 @@ pub struct Header {
     /// Per-kind match thresholds (perceptual kinds only, sorted by kind); kinds not listed use
     /// [`HashKind::default_threshold`].
     pub thresholds: Vec<(HashKind, u32)>,
+    /// Category names from the most severe down (e.g. `A`, `B`, `C`); matches are ordered by
+    /// it. Categories not named here have no severity. Empty: no order (format version 1).
+    pub severity: Vec<String>,
 }
 
 impl Header {
@@ -43,6 +76,15 @@ impl Header {
             .iter()
             .find(|(k, _)| *k == kind)
             .map_or(kind.default_threshold(), |(_, t)| *t)
+    }
+
+    /// The severity of `category`: 1 for the most severe of [`Header::severity`], `None` for a
+    /// category it does not name.
+    pub fn severity_of(&self, category: &str) -> Option<u16> {
+        self.severity
+            .iter()
+            .position(|c| c == category)
+            .map(|i| i as u16 + 1)
     }
 
     /// Checks the header's own rules (also applied when reading).
@@ -93,10 +135,33 @@ impl Header {
             }
             previous = Some(kind);
         }
+        if self.severity.len() > limits::MAX_CATEGORIES {
+            return Err(FormatError::invalid(
+                "severity",
+                format!("more than {} categories", limits::MAX_CATEGORIES),
+            ));
+        }
+        for (i, c) in self.severity.iter().enumerate() {
+            if c.len() > limits::MAX_CATEGORY {
+                return Err(FormatError::invalid(
+                    "severity",
+                    format!(
+                        "category {c:?} is longer than {} bytes",
+                        limits::MAX_CATEGORY
+                    ),
+                ));
+            }
+            if self.severity[..i].contains(c) {
+                return Err(FormatError::invalid(
+                    "severity",
+                    format!("category {c:?} is named twice"),
+                ));
+            }
+        }
         Ok(())
     }
 
-    pub(super) fn write(&self, w: &mut Writer) {
+    pub(super) fn write(&self, w: &mut Writer, version: u16) {
         w.str16(&self.name);
         w.u64(self.version);
         w.i64(self.created);
@@ -107,11 +172,17 @@ impl Header {
             w.u8(kind.code());
             w.u16(threshold as u16);
         }
+        if version >= 2 {
+            w.u16(self.severity.len() as u16);
+            for c in &self.severity {
+                w.str16(c);
+            }
+        }
     }
 
-    pub(super) fn read(r: &mut Reader<'_>) -> Result<Header, FormatError> {
+    pub(super) fn read(r: &mut Reader<'_>, version: u16) -> Result<Header, FormatError> {
         let name = r.str16("list name", limits::MAX_NAME)?.to_owned();
-        let version = r.u64("version")?;
+        let list_version = r.u64("version")?;
         let created = r.i64("created time")?;
         let expires = r.i64("expiry time")?;
         let description = r.str32("description", limits::MAX_DESCRIPTION)?.to_owned();
@@ -124,13 +195,25 @@ impl Header {
             })?;
             thresholds.push((kind, u32::from(r.u16("threshold")?)));
         }
+        let mut severity = Vec::new();
+        if version >= 2 {
+            let raw = u64::from(r.u16("severity count")?);
+            let count = r.count(raw, 2, "severity order")?;
+            for _ in 0..count {
+                severity.push(
+                    r.str16("severity category", limits::MAX_CATEGORY)?
+                        .to_owned(),
+                );
+            }
+        }
         let header = Header {
             name,
-            version,
+            version: list_version,
             created,
             expires,
             description,
             thresholds,
+            severity,
         };
         header.validate()?;
         Ok(header)
@@ -175,9 +258,13 @@ impl HashSetFile {
     /// canonical order, no trailing bytes, and the BLAKE3 digest.
     pub fn parse(bytes: Vec<u8>) -> Result<HashSetFile, FormatError> {
         let mut r = Reader::new(&bytes);
-        r.preamble(SET_MAGIC, "hash-set (.hset)", FORMAT_VERSION)?;
-        let header = Header::read(&mut r)?;
+        let version = r.preamble(SET_MAGIC, "hash-set (.hset)", FORMAT_VERSION)?;
+        let header = Header::read(&mut r, version)?;
         let (categories, sections) = read_entries(&mut r)?;
+        check_version(
+            version,
+            version_for(&header, sections.iter().map(|s| s.kind)),
+        )?;
         let digest = r.digest_trailer()?;
         Ok(HashSetFile {
             bytes,
@@ -499,6 +586,11 @@ impl EntryTable {
         Ok(())
     }
 
+    /// The kinds of the entries pushed so far (with repeats).
+    pub(super) fn kinds(&self) -> impl Iterator<Item = HashKind> + '_ {
+        self.entries.iter().map(|e| e.hash.kind())
+    }
+
     /// Adds an entry read from another file.
     pub fn push_ref(&mut self, entry: EntryRef<'_>) -> Result<(), EntryError> {
         self.push(entry.hash, entry.category, entry.reference)
@@ -508,10 +600,11 @@ impl EntryTable {
     /// holding exactly the categories used. Returns the bytes and the content digest.
     pub fn to_set_bytes(self, header: &Header) -> Result<(Vec<u8>, [u8; 32]), FormatError> {
         header.validate()?;
+        let version = version_for(header, self.kinds());
         let mut w = Writer::default();
         w.bytes(SET_MAGIC);
-        w.u16(FORMAT_VERSION);
-        header.write(&mut w);
+        w.u16(version);
+        header.write(&mut w, version);
         self.write_canonical(&mut w);
         let digest = w.seal();
         Ok((w.buf, digest))
@@ -615,6 +708,7 @@ pub(crate) mod tests {
             expires: 1_900_000_000,
             description: "synthetic test list".to_owned(),
             thresholds: vec![(HashKind::Pdq, 31), (HashKind::Phash, 10)],
+            severity: Vec::new(),
         }
     }
 

@@ -43,9 +43,51 @@ struct HashRecord {
     reference: String,
 }
 
+/// What [`read_entries`] read.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub rows: usize,
+    /// Rows taken that will not do what their author may expect (`file:line: why`).
+    pub warnings: Vec<String>,
+}
+
+/// A `url` row's value: 64 hex digits are an expression hash as it is; anything else is a URL
+/// pattern (a host, a path prefix ending in `/`, or an exact URL), canonicalised and hashed
+/// here, so the set never holds it. Also returns a warning for a pattern that lookups can
+/// reach only as an exact URL.
+pub fn url_entry(value: &str) -> Result<(HashValue, Option<String>), String> {
+    use crate::urls::{Canonical, MAX_HOSTS, MAX_PATH_PREFIXES};
+    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return HashValue::parse(HashKind::Url, value)
+            .map(|h| (h, None))
+            .map_err(|e| e.to_string());
+    }
+    let url = Canonical::parse_str(value).map_err(|e| format!("url {e}"))?;
+    let expression = url.expression();
+    let hash = crate::urls::expression_hash(&expression);
+    let hash = HashValue::from_bytes(HashKind::Url, &hash).expect("SHA-256 is 32 bytes");
+    let directories = expression.matches('/').count();
+    let labels = url.host().split('.').count();
+    let warning = if expression.ends_with('/') && directories > MAX_PATH_PREFIXES {
+        Some(format!(
+            "{expression:?} is {} directories deep; lookups try prefixes at most {} deep, so it matches only that exact URL",
+            directories - 1,
+            MAX_PATH_PREFIXES - 1
+        ))
+    } else if labels > MAX_HOSTS {
+        Some(format!(
+            "host {:?} has {labels} labels; lookups try the last {MAX_HOSTS} of a subdomain's, so it matches only URLs on this exact host",
+            url.host()
+        ))
+    } else {
+        None
+    };
+    Ok((hash, warning))
+}
+
 /// Reads entries from `path` (CSV or NDJSON, recognised by the first non-blank character)
-/// into `table`. Returns the number of rows read.
-pub fn read_entries(path: &Path, table: &mut EntryTable) -> Result<usize, InputError> {
+/// into `table`.
+pub fn read_entries(path: &Path, table: &mut EntryTable) -> Result<Read, InputError> {
     let name = path.display().to_string();
     let io = |source| InputError::Io {
         path: name.clone(),
@@ -66,6 +108,7 @@ pub fn read_entries(path: &Path, table: &mut EntryTable) -> Result<usize, InputE
         }
     };
     let mut rows = 0usize;
+    let mut warnings = Vec::new();
     if is_json {
         for (i, line) in reader.lines().enumerate() {
             let line_no = i as u64 + 1;
@@ -140,13 +183,22 @@ pub fn read_entries(path: &Path, table: &mut EntryTable) -> Result<usize, InputE
                     continue;
                 }
             };
-            match HashValue::parse(kind, record[1].trim()) {
+            let value = record[1].trim();
+            let parsed = if kind == HashKind::Url {
+                url_entry(value).map(|(hash, warning)| {
+                    warnings.extend(warning.map(|w| format!("{name}:{line}: {w}")));
+                    hash
+                })
+            } else {
+                HashValue::parse(kind, value).map_err(|e| e.to_string())
+            };
+            match parsed {
                 Ok(hash) => {
                     if let Err(e) = table.push(hash, &record[2], &record[3]) {
                         report(line, e.to_string());
                     }
                 }
-                Err(e) => report(line, e.to_string()),
+                Err(e) => report(line, e),
             }
         }
     }
@@ -159,7 +211,7 @@ pub fn read_entries(path: &Path, table: &mut EntryTable) -> Result<usize, InputE
         }
         return Err(InputError::BadRows(errors));
     }
-    Ok(rows)
+    Ok(Read { rows, warnings })
 }
 
 #[cfg(test)]
@@ -171,7 +223,7 @@ mod tests {
         let path = dir.path().join("entries");
         std::fs::write(&path, text).unwrap();
         let mut t = EntryTable::new();
-        let rows = read_entries(&path, &mut t)?;
+        let rows = read_entries(&path, &mut t)?.rows;
         Ok((rows, t.len()))
     }
 

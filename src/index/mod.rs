@@ -26,7 +26,7 @@ use crate::kinds::{HashKind, HashValue};
 use column::{Backing, Column};
 use exact::{ExactFilter, ExactTable};
 use hamming::HammingIndex;
-pub use verdict::{Answers, Decision, Match, Verdict, Verdicts};
+pub use verdict::{Answers, Decision, Match, Suppressed, Verdict, Verdicts};
 
 /// Smallest number of queries a pool thread takes at once in [`Index::match_batch`].
 pub const PARALLEL_CHUNK: usize = 1024;
@@ -130,6 +130,34 @@ pub enum IndexError {
 pub struct Index {
     /// Shared so that a new snapshot can keep the unchanged lists of the previous one.
     lists: Vec<Arc<ListIndex>>,
+    /// The operator's rules for each of `lists`, in the same order.
+    policies: Vec<ListPolicy>,
+}
+
+/// What the operator's configuration adds to a list's own rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPolicy {
+    /// Non-empty: this is an allow list. A query that matches one of its entries (within its
+    /// thresholds) is not reported as a match of these lists, and its own matches are never
+    /// reported.
+    pub suppresses: Vec<String>,
+    /// The operator's thresholds per perceptual kind; a list's own threshold is lowered to
+    /// these, never raised.
+    pub thresholds: Vec<(HashKind, u32)>,
+}
+
+impl ListPolicy {
+    /// The threshold used for `kind` when the set says `set`: the lower of the two.
+    pub fn threshold(&self, kind: HashKind, set: u32) -> u32 {
+        self.thresholds
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(set, |&(_, t)| t.min(set))
+    }
+
+    pub fn is_allow_list(&self) -> bool {
+        !self.suppresses.is_empty()
+    }
 }
 
 /// One list at one version: its verified set and the search structure of each kind.
@@ -168,12 +196,60 @@ impl Index {
             .into_par_iter()
             .map(|set| ListIndex::build(set).map(Arc::new))
             .collect::<Result<Vec<_>, IndexError>>()?;
-        Ok(Index { lists })
+        Ok(Index::from_lists(lists))
     }
 
     /// An index over lists built or loaded one by one (see [`store`]).
     pub fn from_lists(lists: Vec<Arc<ListIndex>>) -> Index {
-        Index { lists }
+        let policies = vec![ListPolicy::default(); lists.len()];
+        Index { lists, policies }
+    }
+
+    /// The same lists under the operator's rules: `policy` gives each list's by name.
+    pub fn with_policies(mut self, policy: impl Fn(&str) -> ListPolicy) -> Index {
+        self.policies = self.lists.iter().map(|l| policy(&l.name)).collect();
+        self
+    }
+
+    /// The list named `name`, if it is served.
+    pub fn list(&self, name: &str) -> Option<&ListIndex> {
+        self.lists.iter().find(|l| &*l.name == name).map(|l| &**l)
+    }
+
+    /// The threshold used for `kind` of `list` (the set's, capped at the kind's maximum and
+    /// lowered to the operator's), or `None` when the list is not served.
+    pub fn threshold(&self, list: &str, kind: HashKind) -> Option<u32> {
+        let at = self.lists.iter().position(|l| &*l.name == list)?;
+        let set = KindIndex::threshold_of(&self.lists[at].set, kind);
+        Some(self.policies[at].threshold(kind, set))
+    }
+
+    /// The entries of `kind` whose hash starts with `prefix`, in every list `options`
+    /// includes that is not an allow list, minus those an allow list suppresses (an exact
+    /// kind's entry is suppressed by the same hash in an allow list for its list). This is
+    /// how a client matches URLs without sending their hashes (`POST /v1/match/url-prefixes`).
+    pub fn entries_with_prefix(
+        &self,
+        kind: HashKind,
+        prefix: &[u8],
+        options: &MatchOptions<'_>,
+    ) -> Vec<(HashValue, Match)> {
+        let mut found: Vec<(HashValue, Match)> = Vec::new();
+        for (list, policy) in self.lists.iter().zip(&self.policies) {
+            if policy.is_allow_list() || !options.includes(&list.name) {
+                continue;
+            }
+            for (hash, m) in list.with_prefix(kind, prefix) {
+                let allowed = self.lists.iter().zip(&self.policies).any(|(a, p)| {
+                    p.suppresses.iter().any(|t| *t == *list.name)
+                        && a.with_prefix(kind, hash.as_bytes()).next().is_some()
+                });
+                if !allowed {
+                    found.push((hash, m));
+                }
+            }
+        }
+        found
     }
 
     /// Total number of entries indexed.
@@ -215,6 +291,12 @@ impl Index {
                 .collect();
             let mut all = Answers::default();
             for part in parts {
+                let offset = all.verdicts.len();
+                all.suppressed
+                    .extend(part.suppressed.into_iter().map(|mut s| {
+                        s.query += offset;
+                        s
+                    }));
                 all.verdicts.append(part.verdicts);
                 all.near_misses += part.near_misses;
             }
@@ -244,7 +326,14 @@ impl Index {
         let mut near_hit: Vec<u32> = Vec::new();
         // The queries of each kind, in order, shared by every list.
         let by_kind = group_by_kind(queries);
-        for list in self.lists.iter().filter(|l| options.includes(&l.name)) {
+        // Matches of allow lists: they suppress, they are never reported.
+        let mut allowed: Vec<(u32, Match)> = Vec::new();
+        for (list, policy) in self.lists.iter().zip(&self.policies) {
+            let allow = policy.is_allow_list();
+            if !allow && !options.includes(&list.name) {
+                continue;
+            }
+            let found = if allow { &mut allowed } else { &mut hits };
             for k in &list.kinds {
                 let mine = &by_kind[k.kind as usize];
                 if mine.is_empty() {
@@ -262,7 +351,7 @@ impl Index {
                             .iter()
                             .map(|&i| queries[i as usize].hash.as_bytes())
                             .collect();
-                        let found: Vec<Hit> = passed
+                        let entries: Vec<Hit> = passed
                             .iter()
                             .zip(table.lookup_many(&keys))
                             .flat_map(|(&query, range)| {
@@ -273,16 +362,30 @@ impl Index {
                                 })
                             })
                             .collect();
-                        list.push_matches(k, &found, &mut hits);
+                        list.push_matches(k, &entries, found);
                     }
                     KindSearch::Perceptual { index } => {
-                        let entries =
-                            list.search_perceptual(k, index, queries, mine, near, &mut near_hit);
-                        list.push_matches(k, &entries, &mut hits);
+                        let threshold = policy.threshold(k.kind, k.threshold);
+                        let near = if allow { NearMiss::OFF } else { near };
+                        let entries = list.search_perceptual(
+                            k,
+                            index,
+                            threshold,
+                            queries,
+                            mine,
+                            near,
+                            &mut near_hit,
+                        );
+                        list.push_matches(k, &entries, found);
                     }
                 }
             }
         }
+        let suppressed = if allowed.is_empty() {
+            Vec::new()
+        } else {
+            self.suppress(&allowed, &mut hits)
+        };
         // Stable: a query's matches keep their list/kind order until they are decided.
         hits.sort_by_key(|&(i, _)| i);
         near_hit.sort_unstable();
@@ -295,7 +398,38 @@ impl Index {
         Answers {
             verdicts,
             near_misses,
+            suppressed,
         }
+    }
+
+    /// Removes from `hits` every match of a list that an allow-list match of the same query
+    /// suppresses; returns what was removed and by which allow-list entry.
+    fn suppress(&self, allowed: &[(u32, Match)], hits: &mut Vec<(u32, Match)>) -> Vec<Suppressed> {
+        let suppresses = |allow: &Match, list: &str| {
+            self.lists
+                .iter()
+                .zip(&self.policies)
+                .find(|(l, _)| l.name == allow.list)
+                .is_some_and(|(_, p)| p.suppresses.iter().any(|t| t == list))
+        };
+        let mut suppressed = Vec::new();
+        hits.retain(|(query, m)| {
+            let by = allowed
+                .iter()
+                .find(|(q, allow)| q == query && suppresses(allow, &m.list));
+            match by {
+                Some((_, allow)) => {
+                    suppressed.push(Suppressed {
+                        query: *query as usize,
+                        allow: allow.clone(),
+                        withheld: m.clone(),
+                    });
+                    false
+                }
+                None => true,
+            }
+        });
+        suppressed
     }
 }
 
@@ -387,10 +521,12 @@ impl ListIndex {
     /// query then entry. Rows found are expanded to the run of equal hashes they start. A
     /// sampled query with no match here that has an entry within the near-miss radius is
     /// added to `near_hit` (matches in other lists are discounted by the caller).
+    #[allow(clippy::too_many_arguments)]
     fn search_perceptual(
         &self,
         k: &KindIndex,
         index: &HammingIndex,
+        threshold: u32,
         queries: &[Query],
         mine: &[u32],
         near: NearMiss,
@@ -398,9 +534,9 @@ impl ListIndex {
     ) -> Vec<Hit> {
         let column = self.set.hashes(&k.section);
         let len = k.kind.byte_len();
-        let wide = (k.threshold + near.bits)
+        let wide = (threshold + near.bits)
             .min(k.kind.max_threshold())
-            .max(k.threshold);
+            .max(threshold);
         // Rows within the threshold, by query (a row may be found through several chunks).
         let mut rows: Vec<Hit> = Vec::new();
         if index.prefers_batch(mine.len()) {
@@ -409,7 +545,7 @@ impl ListIndex {
                 .flat_map(|&i| queries[i as usize].hash.as_bytes())
                 .copied()
                 .collect();
-            index.search_batch(&bytes, k.threshold, |j, row, distance| {
+            index.search_batch(&bytes, threshold, |j, row, distance| {
                 rows.push(Hit {
                     query: mine[j as usize],
                     entry: row as usize,
@@ -423,7 +559,7 @@ impl ListIndex {
                 let q = queries[query as usize].hash.as_bytes();
                 rows.extend(
                     index
-                        .search(q, k.threshold)
+                        .search(q, threshold)
                         .into_iter()
                         .map(|(row, distance)| Hit {
                             query,
@@ -447,7 +583,7 @@ impl ListIndex {
                 }
             }
             if !any
-                && wide > k.threshold
+                && wide > threshold
                 && near.bits > 0
                 && near.sample()
                 && index.any_within(queries[query as usize].hash.as_bytes(), wide)
@@ -456,6 +592,31 @@ impl ListIndex {
             }
         }
         entries
+    }
+
+    /// The entries of `kind` whose hash starts with `prefix`, with their hashes.
+    fn with_prefix<'a>(
+        &'a self,
+        kind: HashKind,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = (HashValue, Match)> + 'a {
+        let k = self.kinds.iter().find(|k| k.kind == kind);
+        let len = kind.byte_len();
+        let prefix = &prefix[..prefix.len().min(len)];
+        let (column, count) = match k {
+            Some(k) => (self.set.hashes(&k.section), k.section.count),
+            None => (&[][..], 0),
+        };
+        let hash = move |i: usize| &column[i * len..(i + 1) * len];
+        // The column is sorted, so the entries with the prefix are one run.
+        let start = partition(count, |i| &hash(i)[..prefix.len()] < prefix);
+        (start..count)
+            .take_while(move |&i| hash(i).starts_with(prefix))
+            .map(move |i| {
+                let k = k.expect("a non-empty column has its kind");
+                let value = HashValue::from_bytes(kind, hash(i)).expect("the kind's length");
+                (value, self.entry_match(k, i, 0))
+            })
     }
 
     /// Appends a [`Match`] for each hit to `hits`, in order. The entries are prefetched first
@@ -480,11 +641,26 @@ impl ListIndex {
             list: Arc::clone(&self.name),
             version: self.version,
             kind: k.kind,
+            severity: self.set.header().severity_of(e.category),
             category: e.category.to_owned(),
             reference: e.reference.to_owned(),
             distance,
         }
     }
+}
+
+/// The first `i` in `0..n` for which `before(i)` is false (`before` is true then false).
+fn partition(n: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if before(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// The positions of the queries of each kind (indexed by `HashKind as usize`), in order.

@@ -441,6 +441,7 @@ mod tests {
             expires: 1,
             description: String::new(),
             thresholds: vec![(HashKind::Pdq, 40), (HashKind::Phash, 10)],
+            severity: Vec::new(),
         };
         Arc::new(HashSetFile::parse(t.to_set_bytes(&header).unwrap().0).unwrap())
     }

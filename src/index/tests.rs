@@ -37,6 +37,7 @@ fn set(
         expires: 1,
         description: String::new(),
         thresholds: vec![(HashKind::Pdq, pdq_t)],
+        severity: Vec::new(),
     };
     Arc::new(HashSetFile::parse(t.to_set_bytes(&header).unwrap().0).unwrap())
 }

@@ -14,6 +14,8 @@ pub struct Match {
     pub list: Arc<str>,
     pub version: u64,
     pub kind: HashKind,
+    /// The category's rank in its list's severity order (1 = most severe), if it has one.
+    pub severity: Option<u16>,
     pub category: String,
     pub reference: String,
     pub distance: u32,
@@ -37,6 +39,11 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// The highest severity among the matches (1 = most severe), if any has one.
+    pub fn severity(&self) -> Option<u16> {
+        self.matches.iter().filter_map(|m| m.severity).min()
+    }
+
     /// No entry within any threshold: the answer to almost every query.
     pub const NO_MATCH: Verdict = Verdict {
         verdict: Decision::NoMatch,
@@ -145,13 +152,26 @@ impl Verdicts {
     }
 }
 
-/// Verdicts of a batch, and how many of its queries were near misses
-/// ([`super::MatchOptions::near_miss`]).
+/// Verdicts of a batch, how many of its queries were near misses
+/// ([`super::MatchOptions::near_miss`]), and the matches allow lists withheld.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Answers {
     pub verdicts: Verdicts,
     /// Near misses among the sampled queries (multiply by `every` for an estimate).
     pub near_misses: usize,
+    /// Matches not reported because the same query matched an allow list for their list.
+    pub suppressed: Vec<Suppressed>,
+}
+
+/// One match withheld by an allow list ([`super::ListPolicy::suppresses`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppressed {
+    /// The query's position in its batch.
+    pub query: usize,
+    /// The allow-list entry the query matched.
+    pub allow: Match,
+    /// The match it withheld.
+    pub withheld: Match,
 }
 
 /// A PDQ hash with a quality under [`MIN_TRUSTED_QUALITY`]: no verdict either way.
@@ -159,18 +179,21 @@ fn low_quality(query: &Query) -> bool {
     query.hash.kind() == HashKind::Pdq && query.quality.is_some_and(|q| q < MIN_TRUSTED_QUALITY)
 }
 
-/// Sorts a query's matches by distance and decides its verdict.
+/// Sorts a query's matches, the most severe first (a category without a severity after all
+/// that have one), then by distance, and decides its verdict.
 fn decide(query: &Query, verdict: &mut Verdict) {
     let matches = &mut verdict.matches;
     if matches.len() > 1 {
-        matches.sort_by(|a, b| {
-            (a.distance, &a.list, &a.category, &a.reference).cmp(&(
-                b.distance,
-                &b.list,
-                &b.category,
-                &b.reference,
-            ))
-        });
+        let key = |m: &Match| {
+            (
+                m.severity.unwrap_or(u16::MAX),
+                m.distance,
+                Arc::clone(&m.list),
+                m.category.clone(),
+                m.reference.clone(),
+            )
+        };
+        matches.sort_by_cached_key(key);
     }
     verdict.verdict = if low_quality(query) {
         Decision::LowQuality

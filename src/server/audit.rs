@@ -1,5 +1,6 @@
 //! The audit log: one JSON line per reported match (time, partner, list, version, ref, kind,
-//! distance), so list maintainers can see which entries are hit. Hashes that did not match are
+//! distance), so list maintainers can see which entries are hit, and one per match an allow
+//! list withheld (the same, plus `suppressed_by`). Hashes that did not match are
 //! never written here or anywhere else. The file is opened for append (mode 0640) on first
 //! use and rotated by size: past the limit it is renamed to `<file>.1` (replacing the older
 //! one) and a new file is started.
@@ -21,6 +22,19 @@ pub struct AuditRecord<'a> {
     #[serde(rename = "ref")]
     pub reference: &'a str,
     pub kind: &'a str,
+    pub distance: u32,
+    /// Set when the match was not reported: the allow-list entry the query also matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed_by: Option<SuppressedBy<'a>>,
+}
+
+/// The allow-list entry that withheld an audited match.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SuppressedBy<'a> {
+    pub list: &'a str,
+    pub version: u64,
+    #[serde(rename = "ref")]
+    pub reference: &'a str,
     pub distance: u32,
 }
 
@@ -146,6 +160,7 @@ mod tests {
         reference: "A-1",
         kind: "pdq",
         distance: 3,
+        suppressed_by: None,
     };
 
     #[test]

@@ -32,6 +32,7 @@ pub struct Metrics {
     probing_flags: Family<Labels, Counter>,
     quarantined: Family<Labels, Counter>,
     withheld: Family<Labels, Counter>,
+    suppressed: Family<Labels, Counter>,
     versions: Family<Labels, Gauge>,
     refusals: Family<Labels, Counter>,
 }
@@ -56,6 +57,7 @@ impl Metrics {
         let probing_flags = Family::<Labels, Counter>::default();
         let quarantined = Family::<Labels, Counter>::default();
         let withheld = Family::<Labels, Counter>::default();
+        let suppressed = Family::<Labels, Counter>::default();
         let versions = Family::<Labels, Gauge>::default();
         let refusals = Family::<Labels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
@@ -90,6 +92,11 @@ impl Metrics {
             "Matches of quarantined entries not reported, by list",
             withheld.clone(),
         );
+        registry.register(
+            "suppressed",
+            "Matches not reported because the query matched an allow list, by list and allow list",
+            suppressed.clone(),
+        );
         registry.register("index_version", "List version served", versions.clone());
         registry.register(
             "update_refusals",
@@ -106,6 +113,7 @@ impl Metrics {
             probing_flags,
             quarantined,
             withheld,
+            suppressed,
             versions,
             refusals,
         }
@@ -157,6 +165,15 @@ impl Metrics {
         self.withheld
             .get_or_create(&vec![("list", list.to_owned())])
             .inc_by(n);
+    }
+
+    pub fn suppressed(&self, list: &str, allow_list: &str) {
+        self.suppressed
+            .get_or_create(&vec![
+                ("list", list.to_owned()),
+                ("allow_list", allow_list.to_owned()),
+            ])
+            .inc();
     }
 
     pub fn index_version(&self, list: &str, version: u64) {

@@ -27,7 +27,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::index::{Index, ListIndex};
+use crate::index::{Index, ListIndex, ListPolicy};
 
 /// All lists, each at one version, as one immutable value.
 #[derive(Debug, Default)]
@@ -38,13 +38,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn new(lists: Vec<Arc<ListIndex>>) -> Snapshot {
+    /// The lists under the operator's rules for each (`policies`, by list name).
+    pub fn new(lists: Vec<Arc<ListIndex>>, policies: &BTreeMap<String, ListPolicy>) -> Snapshot {
         let versions = lists
             .iter()
             .map(|l| (l.name().to_owned(), l.version()))
             .collect();
         Snapshot {
-            index: Index::from_lists(lists),
+            index: Index::from_lists(lists)
+                .with_policies(|name| policies.get(name).cloned().unwrap_or_default()),
             versions,
         }
     }
@@ -66,6 +68,16 @@ pub struct ListStatus {
     pub signing_key: Option<String>,
     /// How many distinct maintainer keys must sign each file (k of n).
     pub signatures_required: usize,
+    /// The thresholds matching uses per perceptual kind of the list: the set's, lowered to
+    /// the operator's where the config sets one.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub thresholds: BTreeMap<String, u32>,
+    /// An allow list: the lists whose matches its entries suppress.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppresses: Vec<String>,
+    /// The set's categories from the most severe down, when it orders them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub severity: Vec<String>,
     /// Entries withheld by the flood quarantine (shown to admins only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantined: Option<Vec<quarantine::Quarantined>>,
@@ -102,6 +114,8 @@ pub struct Shared {
     pub draining: std::sync::atomic::AtomicBool,
     /// Entries whose matches jumped far above their history (see [`quarantine`]).
     pub quarantine: quarantine::Quarantine,
+    /// The operator's rules per list (allow lists, thresholds), applied to every snapshot.
+    pub policies: BTreeMap<String, ListPolicy>,
 }
 
 impl Shared {
@@ -127,6 +141,11 @@ impl Shared {
             metrics: metrics::Metrics::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
             quarantine: quarantine::Quarantine::default(),
+            policies: config
+                .lists
+                .iter()
+                .map(|l| (l.name.clone(), l.policy()))
+                .collect(),
         }
     }
 

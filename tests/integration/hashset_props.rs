@@ -39,6 +39,7 @@ fn header(version: u64) -> Header {
         expires: 1_900_000_000,
         description: "property test".into(),
         thresholds: vec![(HashKind::Pdq, 20)],
+        severity: Vec::new(),
     }
 }
 

@@ -51,6 +51,7 @@ impl Fixture {
             expires,
             description: "test".into(),
             thresholds: vec![],
+            severity: Vec::new(),
         };
         t.to_set_bytes(&header).unwrap().0
     }

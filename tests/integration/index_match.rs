@@ -64,6 +64,7 @@ proptest! {
             expires: 1,
             description: String::new(),
             thresholds: vec![(kind, t)],
+            severity: Vec::new(),
         };
         let set = Arc::new(HashSetFile::parse(table.to_set_bytes(&header).unwrap().0).unwrap());
         let index = Index::build(vec![set]).unwrap();

@@ -55,6 +55,7 @@ pub(crate) fn set_bytes(list: &str, version: u64, filler: usize) -> Vec<u8> {
         expires: now + 86_400,
         description: "synthetic test list".into(),
         thresholds: vec![],
+        severity: Vec::new(),
     };
     t.to_set_bytes(&header).unwrap().0
 }
@@ -872,6 +873,7 @@ fn a_partner_walking_a_pdq_list_is_stopped_before_it_recovers_the_entry() {
         expires: now + 86_400,
         description: "synthetic".into(),
         thresholds: vec![],
+        severity: Vec::new(),
     };
     let bytes = t.to_set_bytes(&header).unwrap().0;
     publish(

@@ -40,6 +40,7 @@ pub(super) struct Accepted {
     security(("bearer" = []))
 )]
 pub(super) async fn lists(State(state): Shared, Known(caller): Known) -> Response {
+    let snapshot = state.shared.snapshot.load();
     let lists = state
         .shared
         .statuses()
@@ -49,6 +50,19 @@ pub(super) async fn lists(State(state): Shared, Known(caller): Known) -> Respons
             Caller::Partner(p) => p.may_see(&s.name),
         })
         .map(|mut s| {
+            if let Some(policy) = state.shared.policies.get(&s.name) {
+                s.suppresses = policy.suppresses.clone();
+            }
+            if let Some(list) = snapshot.index.list(&s.name) {
+                s.severity = list.set().header().severity.clone();
+                for (kind, _) in list.set().counts() {
+                    if kind.is_perceptual()
+                        && let Some(t) = snapshot.index.threshold(&s.name, kind)
+                    {
+                        s.thresholds.insert(kind.name().to_owned(), t);
+                    }
+                }
+            }
             if matches!(caller, Caller::Admin(_)) {
                 s.quarantined = Some(state.shared.quarantine.of(&s.name));
             }

@@ -15,7 +15,7 @@ use super::caller::Partner;
 use super::{ProblemDoc, Shared, json_ok, read_body};
 use crate::clock::{now_unix, rfc3339};
 use crate::index::{Decision, MatchOptions, NearMiss, Query, Verdict, Verdicts};
-use crate::server::audit::{AuditRecord, Pending};
+use crate::server::audit::{AuditRecord, Pending, SuppressedBy};
 use crate::server::auth::PartnerAuth;
 use crate::server::problem::Problem;
 use crate::server::{AppState, Snapshot};
@@ -46,13 +46,13 @@ pub(super) fn answer(
             every: limits.near_miss_sample,
         },
     };
-    let answers = snapshot.index.match_batch(queries, &options);
+    let mut answers = snapshot.index.match_batch(queries, &options);
     // Each sampled near miss stands for `every` queries.
     let near_misses = answers.near_misses as u64 * u64::from(options.near_miss.every);
     if near_misses > 0 {
         state.shared.metrics.near_misses(&partner.name, near_misses);
     }
-    let mut verdicts = answers.verdicts;
+    let mut verdicts = std::mem::take(&mut answers.verdicts);
     if let Some(probing) = &partner.probing {
         let inexact: Vec<(&Arc<str>, &str)> = verdicts
             .decided_mut()
@@ -100,8 +100,30 @@ pub(super) fn answer(
                 reference: &m.reference,
                 kind: q.hash.kind().name(),
                 distance: m.distance,
+                suppressed_by: None,
             });
         }
+    }
+    for s in &answers.suppressed {
+        state
+            .shared
+            .metrics
+            .suppressed(&s.withheld.list, &s.allow.list);
+        audit.push(AuditRecord {
+            time: &time,
+            partner: &partner.name,
+            list: &s.withheld.list,
+            version: s.withheld.version,
+            reference: &s.withheld.reference,
+            kind: queries[s.query].hash.kind().name(),
+            distance: s.withheld.distance,
+            suppressed_by: Some(SuppressedBy {
+                list: &s.allow.list,
+                version: s.allow.version,
+                reference: &s.allow.reference,
+                distance: s.allow.distance,
+            }),
+        });
     }
     let pending = state.audit.record(&audit);
     for (list, n) in per_list {
@@ -202,7 +224,7 @@ pub(super) fn render<'a>(
 }
 
 /// The versions of the lists `partner` may see (narrowed to `only`), as served by `snapshot`.
-fn served(
+pub(super) fn served(
     snapshot: &Snapshot,
     partner: &PartnerAuth,
     only: Option<&BTreeSet<String>>,
@@ -216,7 +238,7 @@ fn served(
 }
 
 /// Checks an explicit list selection: every name configured and entitled (else 403).
-fn select_lists(
+pub(super) fn select_lists(
     state: &AppState,
     partner: &PartnerAuth,
     lists: Option<Vec<String>>,

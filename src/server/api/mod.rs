@@ -28,6 +28,7 @@ mod ndjson;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod urls;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,6 +98,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(matching::match_batch))
         .routes(routes!(ndjson::match_ndjson))
         .routes(routes!(matching::match_single))
+        .routes(routes!(urls::match_url_prefixes))
         .routes(routes!(lists::lists))
         .routes(routes!(lists::admin_upload))
         .routes(routes!(lists::release_quarantine))

@@ -537,6 +537,7 @@ impl Shared {
 
     /// Publishes a new snapshot over `lists`.
     fn swap(&self, lists: Vec<Arc<ListIndex>>) {
-        self.snapshot.store(Arc::new(Snapshot::new(lists)));
+        self.snapshot
+            .store(Arc::new(Snapshot::new(lists, &self.policies)));
     }
 }
