@@ -11,4 +11,5 @@ mod index_match;
 mod s3;
 mod server;
 mod survive;
+mod urls;
 mod util;
