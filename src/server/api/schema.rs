@@ -1,5 +1,5 @@
 //! The exact bounds of a query in the OpenAPI document, which utoipa's derive cannot say:
-//! a query is one of eight shapes keyed on its kind (the kind's name in any letter case,
+//! a query is one of nine shapes keyed on its kind (the kind's name in any letter case,
 //! hex of that kind's length, a quality only for PDQ), and the single-hash GET is one path
 //! per kind. Partners who generate clients from the document get the real rules, and a
 //! schema-driven fuzzer (schemathesis) finds the document and the service in agreement.
@@ -78,6 +78,21 @@ pub(super) fn refine(doc: &mut Value) {
         && let Some(map) = schemas.as_object_mut()
     {
         map.insert("QueryIn".into(), query_schema());
+        if let Some(prefixes) = map
+            .get_mut("UrlPrefixRequest")
+            .and_then(|s| s.pointer_mut("/properties/prefixes"))
+        {
+            let digits = 2 * crate::wire::URL_PREFIX_BYTES;
+            *prefixes = json!({
+                "type": "array",
+                "description": "The first 4 bytes of each url expression hash",
+                "items": {
+                    "type": "string",
+                    "pattern": format!("^[0-9a-fA-F]{{{digits}}}$"),
+                    "description": format!("{digits} hex digits (either case)"),
+                },
+            });
+        }
     }
     // The single GET, one path per kind.
     let generic = "/v1/match/{kind}/{hash}";
