@@ -18,6 +18,7 @@
 //! | [`index`] | the match index: exact tables and filters, Hamming search, persisted indexes |
 //! | [`hashset`] | signed, versioned hash sets: format, deltas, signatures, trust state |
 //! | [`hashing`] | client-side hashing: streaming digests, decoding, PDQ, aHash/dHash/pHash |
+//! | [`urls`] | URL canonicalisation and lookup expressions (Safe Browsing's rules) |
 //! | [`kinds`] | hash kinds and values: parsing, display, Hamming distance |
 //! | [`objstore`] | S3-compatible object storage: list, get (capped), put |
 //! | [`clock`], [`fsutil`], `prefetch` | leaves: time formats, atomic file writes, CPU prefetch |
