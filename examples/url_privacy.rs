@@ -36,7 +36,11 @@ fn main() {
         let reply = r.body(sent.clone()).send().unwrap();
         assert!(reply.status().is_success(), "{path}: {}", reply.status());
         let bytes = reply.bytes().unwrap();
-        (serde_json::from_slice(&bytes).unwrap(), sent.len(), bytes.len())
+        (
+            serde_json::from_slice(&bytes).unwrap(),
+            sent.len(),
+            bytes.len(),
+        )
     };
     println!("{} URLs", urls.len());
     for per_request in [1usize, 100] {
@@ -57,11 +61,8 @@ fn main() {
                     .collect();
                 requests += 1;
                 if privacy {
-                    let prefixes: BTreeSet<&str> = expressions
-                        .iter()
-                        .flatten()
-                        .map(|h| &h[..8])
-                        .collect();
+                    let prefixes: BTreeSet<&str> =
+                        expressions.iter().flatten().map(|h| &h[..8]).collect();
                     let (answer, s, r) =
                         post("/v1/match/url-prefixes", &json!({ "prefixes": prefixes }));
                     sent += s;

@@ -660,6 +660,61 @@ key_sha256 = "{}"
     }
 
     #[test]
+    fn allow_lists_and_operator_thresholds_are_checked() {
+        let list = |name: &str, extra: &str| {
+            format!(
+                "[[lists]]\nname = \"{name}\"\nsource = \"dir:{name}\"\npublic_keys = [\"{KEY}\"]\n{extra}\n"
+            )
+        };
+        let config = load(&format!(
+            "{}{}",
+            list("alpha", "thresholds = { pdq = 24, dhash = 4 }"),
+            list("allow", "suppresses = [\"alpha\"]")
+        ))
+        .unwrap();
+        assert_eq!(
+            config.lists[0].thresholds,
+            [(HashKind::Pdq, 24), (HashKind::Dhash, 4)]
+        );
+        assert_eq!(config.lists[1].policy().suppresses, ["alpha"]);
+        for (extra, want) in [
+            (
+                "thresholds = { md5 = 1 }",
+                "lists[0].thresholds.md5: md5 is an exact kind",
+            ),
+            (
+                "thresholds = { pdq = 65 }",
+                "lists[0].thresholds.pdq: 65 is above",
+            ),
+            (
+                "thresholds = { pdqq = 3 }",
+                "lists[0].thresholds.pdqq: unknown hash kind",
+            ),
+            (
+                "suppresses = [\"gamma\"]",
+                "lists[0].suppresses[0]: no list named \"gamma\"",
+            ),
+            (
+                "suppresses = [\"alpha\"]",
+                "lists[0].suppresses[0]: a list cannot suppress itself",
+            ),
+        ] {
+            let e = err(&format!("{}{}", list("alpha", extra), list("beta", "")));
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        let chained = err(&format!(
+            "{}{}{}",
+            list("alpha", ""),
+            list("allow", "suppresses = [\"alpha\"]"),
+            list("meta", "suppresses = [\"allow\"]")
+        ));
+        assert!(
+            chained.contains("lists[2].suppresses[0]: \"allow\" is itself an allow list"),
+            "{chained}"
+        );
+    }
+
+    #[test]
     fn every_error_names_the_key() {
         assert!(err("lisen = \"x\"").contains("unknown field `lisen`"));
         assert!(err("[limits]\nmax_batchh = 1").contains("max_batchh"));

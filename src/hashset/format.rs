@@ -717,6 +717,65 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn version_two_only_for_url_entries_or_a_severity_order() {
+        let build = |kinds: &[HashKind], severity: &[&str]| {
+            let mut t = EntryTable::new();
+            for &k in kinds {
+                t.push(hv(k, 7), "A", "r").unwrap();
+            }
+            let mut h = header("x", 1);
+            h.severity = severity.iter().map(|s| s.to_string()).collect();
+            t.to_set_bytes(&h).unwrap().0
+        };
+        let version = |bytes: &[u8]| u16::from_le_bytes([bytes[8], bytes[9]]);
+        let plain = build(&[HashKind::Md5], &[]);
+        assert_eq!(version(&plain), 1);
+        let with_url = build(&[HashKind::Md5, HashKind::Url], &[]);
+        assert_eq!(version(&with_url), 2);
+        let with_severity = build(&[HashKind::Pdq], &["A", "B"]);
+        assert_eq!(version(&with_severity), 2);
+        let set = HashSetFile::parse(with_severity.clone()).unwrap();
+        assert_eq!(set.header().severity, ["A", "B"]);
+        assert_eq!(set.header().severity_of("B"), Some(2));
+        assert_eq!(set.header().severity_of("Z"), None);
+        assert_eq!(
+            HashSetFile::parse(with_url).unwrap().counts()[1].0,
+            HashKind::Url
+        );
+        // The same content in the other version is refused (one encoding per content).
+        let reseal = |mut bytes: Vec<u8>, v: u16| {
+            bytes[8..10].copy_from_slice(&v.to_le_bytes());
+            let body = bytes.len() - 32;
+            let digest = *blake3::hash(&bytes[..body]).as_bytes();
+            bytes[body..].copy_from_slice(&digest);
+            bytes
+        };
+        let mut t = EntryTable::new();
+        t.push(hv(HashKind::Md5, 7), "A", "r").unwrap();
+        let mut w = Writer::default();
+        w.bytes(SET_MAGIC);
+        w.u16(2);
+        header("x", 1).write(&mut w, 2);
+        t.write_canonical(&mut w);
+        w.seal();
+        let e = HashSetFile::parse(w.buf).unwrap_err().to_string();
+        assert!(e.contains("must be written as version 1"), "{e}");
+        assert!(HashSetFile::parse(reseal(plain, 3)).is_err());
+        // Version 1 has no severity block: read as version 1, the header runs into the entries.
+        assert!(HashSetFile::parse(reseal(with_severity, 1)).is_err());
+        let mut h = header("x", 1);
+        h.severity = vec!["A".into(), "A".into()];
+        assert!(
+            h.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("named twice")
+        );
+        h.severity = vec!["x".repeat(300)];
+        assert!(h.validate().is_err());
+    }
+
+    #[test]
     fn round_trip_and_canonical_order() {
         let mut a = EntryTable::new();
         a.push(hv(HashKind::Pdq, 9), "b", "r2").unwrap();

@@ -228,6 +228,53 @@ mod tests {
     }
 
     #[test]
+    fn url_rows_are_patterns_hashed_at_build_or_expression_hashes() {
+        use crate::urls::expression_hash;
+        let hash_of = |v: &str| url_entry(v).unwrap().0;
+        let expect = |e: &str| HashValue::from_bytes(HashKind::Url, &expression_hash(e)).unwrap();
+        assert_eq!(hash_of("Example.COM"), expect("example.com/"));
+        assert_eq!(
+            hash_of("http://example.com/dir/"),
+            expect("example.com/dir/")
+        );
+        assert_eq!(
+            hash_of("https://u@example.com:8443/a/../b.html?x=1#f"),
+            expect("example.com/b.html?x=1")
+        );
+        let hex = crate::kinds::hex_lower(&expression_hash("example.com/"));
+        assert_eq!(hash_of(&hex), expect("example.com/"));
+        assert_eq!(hash_of(&hex.to_uppercase()), expect("example.com/"));
+        assert!(url_entry("http://[::1/").unwrap_err().starts_with("url "));
+        assert!(url_entry("http://example.com/a/b/c/").unwrap().1.is_none());
+        assert!(
+            url_entry("http://example.com/a/b/c/d/")
+                .unwrap()
+                .1
+                .unwrap()
+                .contains("4 directories deep")
+        );
+        assert!(
+            url_entry("a.b.c.d.e.f.example")
+                .unwrap()
+                .1
+                .unwrap()
+                .contains("7 labels")
+        );
+        let (rows, entries) =
+            read("kind,hash,category,ref\nurl,example.com,A,r1\nurl,http://[x/,A,r2\n")
+                .map_err(|e| e.to_string())
+                .unwrap_err()
+                .split_once(':')
+                .map(|_| (0, 0))
+                .unwrap();
+        assert_eq!((rows, entries), (0, 0));
+        assert_eq!(
+            read("kind,hash,category,ref\nurl,example.com,A,r1\nurl,example.com/,A,r1\n").unwrap(),
+            (2, 2)
+        );
+    }
+
+    #[test]
     fn csv_rows_become_entries() {
         let csv = "kind,hash,category,ref\nmd5,D41D8CD98F00B204E9800998ECF8427E,,\nahash,00ff00ff00ff00ff,cat-a,r-1\n";
         assert_eq!(read(csv).unwrap(), (2, 2));

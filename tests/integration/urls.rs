@@ -36,7 +36,10 @@ fn ok(command: &mut Command) -> std::process::Output {
 fn pdq(seed: u8) -> [u8; 32] {
     let mut h = [0u8; 32];
     for (i, b) in h.iter_mut().enumerate() {
-        *b = (i as u8).wrapping_mul(37).wrapping_add(seed.wrapping_mul(91)) ^ 0x5a;
+        *b = (i as u8)
+            .wrapping_mul(37)
+            .wrapping_add(seed.wrapping_mul(91))
+            ^ 0x5a;
     }
     h
 }
@@ -183,9 +186,13 @@ key_sha256 = "{admin}"
         args.extend(extra.iter().map(|s| s.to_string()));
         args.push(csv.into());
         ok(hashsieve().current_dir(self.path("")).args(&args));
-        ok(hashsieve()
-            .current_dir(self.path(""))
-            .args(["hashset", "sign", "--secret-key", "k.key", &out]));
+        ok(hashsieve().current_dir(self.path("")).args([
+            "hashset",
+            "sign",
+            "--secret-key",
+            "k.key",
+            &out,
+        ]));
     }
 
     /// Copies a signed file into the list's published dir (signature first).
@@ -232,40 +239,35 @@ fn wait_for_versions(base: &str, want: &[(&str, u64)]) {
     let client = Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send() {
-            if let Ok(body) = r.json::<Value>() {
-                if want.iter().all(|(l, v)| body["lists"][l] == json!(v)) {
-                    return;
-                }
-            }
+        if let Ok(r) = client.get(format!("{base}/readyz")).send()
+            && let Ok(body) = r.json::<Value>()
+            && want.iter().all(|(l, v)| body["lists"][l] == json!(v))
+        {
+            return;
         }
         assert!(Instant::now() < deadline, "not serving {want:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// URL → (verdict, [(expression_kind, ref)]) of a `url check` run.
-fn summary(lines: &[Value]) -> Vec<(String, String, Vec<(String, String)>)> {
+/// Per URL of a `url check` run, what matched it: `(expression_kind, ref)`.
+fn matched(lines: &[Value]) -> Vec<Vec<(String, String)>> {
     lines
         .iter()
         .map(|l| {
-            (
-                l["url"].as_str().unwrap().to_owned(),
-                l["verdict"].as_str().unwrap_or("error").to_owned(),
-                l["matches"]
-                    .as_array()
-                    .map(|ms| {
-                        ms.iter()
-                            .map(|m| {
-                                (
-                                    m["expression_kind"].as_str().unwrap().to_owned(),
-                                    m["ref"].as_str().unwrap().to_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            )
+            l["matches"]
+                .as_array()
+                .map(|ms| {
+                    ms.iter()
+                        .map(|m| {
+                            (
+                                m["expression_kind"].as_str().unwrap().to_owned(),
+                                m["ref"].as_str().unwrap().to_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -309,9 +311,12 @@ fn url_lists_round_trip_build_sign_delta_serve_and_check() {
         vec![s("url", "u-fp"), s("path_prefix", "u-prefix")],
         vec![],
     ];
-    let got: Vec<Vec<(String, String)>> = summary(&lines).into_iter().map(|(_, _, m)| m).collect();
+    let got = matched(&lines);
     assert_eq!(got, expected_v1);
-    assert_eq!(lines[1]["canonical"], "https://www.blocked.example/any/page?x=1");
+    assert_eq!(
+        lines[1]["canonical"],
+        "https://www.blocked.example/any/page?x=1"
+    );
     assert_eq!(lines[0]["severity"], 1);
 
     let (_server, base) = env.serve();
@@ -325,8 +330,7 @@ fn url_lists_round_trip_build_sign_delta_serve_and_check() {
     for how in [&server[..], &privacy[..]] {
         let (lines, code) = env.check(how, PROBES);
         assert_eq!(code, 1, "{how:?}");
-        let got: Vec<Vec<(String, String)>> =
-            summary(&lines).into_iter().map(|(_, _, m)| m).collect();
+        let got = matched(&lines);
         assert_eq!(got, expected_served, "{how:?}");
     }
 
@@ -348,9 +352,13 @@ fn url_lists_round_trip_build_sign_delta_serve_and_check() {
         "-o",
         "urls-2.hdelta",
     ]));
-    ok(hashsieve()
-        .current_dir(env.path(""))
-        .args(["hashset", "sign", "--secret-key", "k.key", "urls-2.hdelta"]));
+    ok(hashsieve().current_dir(env.path("")).args([
+        "hashset",
+        "sign",
+        "--secret-key",
+        "k.key",
+        "urls-2.hdelta",
+    ]));
     env.publish("urls", "urls-2.hdelta");
     wait_for_versions(&base, &[("urls", 2)]);
     let mut expected_v2 = expected_served.clone();
@@ -358,14 +366,15 @@ fn url_lists_round_trip_build_sign_delta_serve_and_check() {
     expected_v2[8] = vec![s("host", "u-host-2")];
     for how in [&server[..], &privacy[..]] {
         let (lines, _) = env.check(how, PROBES);
-        let got: Vec<Vec<(String, String)>> =
-            summary(&lines).into_iter().map(|(_, _, m)| m).collect();
+        let got = matched(&lines);
         assert_eq!(got, expected_v2, "{how:?}");
-        assert!(lines.iter().all(|l| l["matches"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["version"] == 2)));
+        assert!(lines.iter().all(|l| {
+            l["matches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["version"] == 2)
+        }));
     }
     // Nothing listed, bad input: exit 0 for the first, 2 with a precise error for the second.
     let (lines, code) = env.check(&server, &["http://fine.example/"]);
@@ -441,7 +450,10 @@ fn allow_lists_operator_thresholds_and_severity_through_the_api() {
         .lines()
         .find(|l| l.starts_with("hashsieve_suppressed_total{") && l.contains("list=\"alpha\""))
         .unwrap_or_else(|| panic!("no suppression metric in:\n{metrics}"));
-    assert!(line.contains("allow_list=\"allow\"") && line.ends_with(" 3"), "{line}");
+    assert!(
+        line.contains("allow_list=\"allow\"") && line.ends_with(" 3"),
+        "{line}"
+    );
     let audit = std::fs::read_to_string(env.path("audit.jsonl")).unwrap();
     let suppressed: Vec<Value> = audit
         .lines()
@@ -491,7 +503,10 @@ fn allow_lists_operator_thresholds_and_severity_through_the_api() {
         .collect();
     assert_eq!(hashes, [prefix.as_str()]);
     assert_eq!(body["entries"][0]["ref"], "u-prefix");
-    for bad in [json!({"prefixes": ["abc"]}), json!({"prefixes": ["zzzzzzzz"]})] {
+    for bad in [
+        json!({"prefixes": ["abc"]}),
+        json!({"prefixes": ["zzzzzzzz"]}),
+    ] {
         let (status, body) = post(&base, "/v1/match/url-prefixes", &bad);
         assert_eq!(status, 422, "{body}");
         assert_eq!(body["type"], "urn:hashsieve:problem:invalid-query");
@@ -544,10 +559,22 @@ fn the_squid_helper_speaks_the_protocol_and_fails_as_told() {
     assert!(lines[5].starts_with("BH"));
     // A service that cannot be reached: open lets through, closed blocks, both say why.
     let gone = ["--server", "http://127.0.0.1:9", "--timeout-ms", "500"];
-    let open = helper(&[&gone[..], &["--fail", "open"]].concat(), "http://x.example/\n");
-    assert!(open.starts_with("ERR message=\"hashsieve unavailable"), "{open}");
-    let closed = helper(&[&gone[..], &["--fail", "closed"]].concat(), "3 http://x.example/\n");
-    assert!(closed.starts_with("3 OK message=\"hashsieve unavailable"), "{closed}");
+    let open = helper(
+        &[&gone[..], &["--fail", "open"]].concat(),
+        "http://x.example/\n",
+    );
+    assert!(
+        open.starts_with("ERR message=\"hashsieve unavailable"),
+        "{open}"
+    );
+    let closed = helper(
+        &[&gone[..], &["--fail", "closed"]].concat(),
+        "3 http://x.example/\n",
+    );
+    assert!(
+        closed.starts_with("3 OK message=\"hashsieve unavailable"),
+        "{closed}"
+    );
 }
 
 /// An origin server on loopback: every request gets 200 and "origin:" + its request line.
@@ -610,11 +637,14 @@ fn squid_blocks_listed_urls_through_the_helper() {
     let d = env.path("squid");
     std::fs::create_dir_all(d.join("errors")).unwrap();
     // Squid's own templates, and our block page beside them.
-    let templates = ["/usr/share/squid/errors/templates", "/usr/share/squid/errors/en"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.join("ERR_ACCESS_DENIED").exists())
-        .expect("squid's error templates");
+    let templates = [
+        "/usr/share/squid/errors/templates",
+        "/usr/share/squid/errors/en",
+    ]
+    .into_iter()
+    .map(Path::new)
+    .find(|p| p.join("ERR_ACCESS_DENIED").exists())
+    .expect("squid's error templates");
     for e in std::fs::read_dir(templates).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), d.join("errors").join(e.file_name())).unwrap();
@@ -679,10 +709,10 @@ never_direct allow all
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = client.get("http://ready.example/").send() {
-            if r.status() == 200 {
-                break;
-            }
+        if let Ok(r) = client.get("http://ready.example/").send()
+            && r.status() == 200
+        {
+            break;
         }
         if Instant::now() > deadline {
             let mut err = String::new();
