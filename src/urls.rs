@@ -48,6 +48,21 @@ pub enum UrlError {
     BadIpv6 { url: String, host: String },
 }
 
+impl UrlError {
+    /// What is wrong, without the URL itself (for logs that must not hold unlisted URLs).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UrlError::Empty => "the URL is empty",
+            UrlError::TooLong(_) => "the URL is too long",
+            UrlError::NoHost { .. } => "the URL has no host",
+            UrlError::HostTooLong { .. } => "the host is too long",
+            UrlError::BadPort { .. } => "the port is not a number up to 65535",
+            UrlError::BadHost { .. } => "the host holds a character no host name can",
+            UrlError::BadIpv6 { .. } => "the IPv6 host is not an address",
+        }
+    }
+}
+
 /// What an expression covers: it decides how a listed entry reads in a verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -373,11 +388,17 @@ fn normalize_host(raw: &[u8]) -> Result<(String, bool), ()> {
     }
     // IDN: a host of valid UTF-8 with non-ASCII characters becomes its ASCII (punycode) form;
     // anything else is taken byte for byte and escaped below.
+    // Only a host of letters, digits, `-` and `.` besides its non-ASCII characters is taken
+    // as IDN, and only an answer of those is kept: punycode moves the ASCII characters
+    // together, which could turn `%`s into new escapes and the canonical form unstable.
+    let ldh = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
     let mut host: Vec<u8> = match std::str::from_utf8(&unescaped) {
-        Ok(text) if !text.is_ascii() => match idna::domain_to_ascii(text) {
-            Ok(ascii) => ascii.into_bytes(),
-            Err(_) => unescaped,
-        },
+        Ok(text) if !text.is_ascii() && text.bytes().all(|b| b >= 0x80 || ldh(b)) => {
+            match idna::domain_to_ascii(text) {
+                Ok(ascii) if !ascii.is_empty() && ascii.bytes().all(ldh) => ascii.into_bytes(),
+                _ => unescaped,
+            }
+        }
         _ => unescaped,
     };
     host.make_ascii_lowercase();

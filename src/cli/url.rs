@@ -423,8 +423,12 @@ fn squid_helper(
                 let decoded = percent_decode_once(url);
                 match Canonical::parse(&decoded) {
                     Err(e) => {
-                        // Not a URL any list can hold; say so in Squid's log, let it pass.
-                        format!("ERR message={}", quote(&e.to_string()))
+                        // Not a URL any list can hold: let it pass, and say why in Squid's
+                        // log without repeating the URL (nothing logs a URL not listed).
+                        format!(
+                            "ERR message={}",
+                            quote(&format!("hashsieve: {}", e.reason()))
+                        )
                     }
                     Ok(c) => {
                         let key = c.to_string();

@@ -556,6 +556,10 @@ fn the_squid_helper_speaks_the_protocol_and_fails_as_told() {
     assert_eq!(lines[2], "7 ERR");
     assert!(lines[3].starts_with("12 OK"), "{answers}");
     assert!(lines[4].starts_with("ERR message=\"") && lines[4].contains("IPv6"));
+    assert!(
+        !lines[4].contains("[bad"),
+        "the helper repeats an unlisted URL: {answers}"
+    );
     assert!(lines[5].starts_with("BH"));
     // A service that cannot be reached: open lets through, closed blocks, both say why.
     let gone = ["--server", "http://127.0.0.1:9", "--timeout-ms", "500"];
