@@ -28,7 +28,15 @@ pub(crate) fn run(args: HashArgs) -> anyhow::Result<Outcome> {
         kinds,
         dihedral: args.dihedral,
         max_pixels: args.max_pixels,
+        seconds_per_hash: args.seconds_per_hash,
+        max_video_seconds: args.max_video_seconds,
     };
+    if !(args.seconds_per_hash >= 0.0 && args.seconds_per_hash.is_finite()) {
+        anyhow::bail!("--seconds-per-hash must be 0 or more");
+    }
+    if args.vpdq_format == super::VpdqFormat::Reference {
+        return reference_format(&args.paths, &options);
+    }
     let (files, missing) = collect_files(&args.paths);
     let progress = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(files.len() as u64)
@@ -79,6 +87,30 @@ pub(crate) fn run(args: HashArgs) -> anyhow::Result<Outcome> {
         );
     }
     Ok(Outcome::of(missing > 0, failed > 0))
+}
+
+/// `--vpdq-format reference`: one video's frames as Meta's text lines.
+fn reference_format(paths: &[PathBuf], options: &HashOptions) -> anyhow::Result<Outcome> {
+    let [path] = paths else {
+        anyhow::bail!("--vpdq-format reference writes one video's lines: give one PATH");
+    };
+    let record = Worker::new().hash_file(path, options);
+    if let Some(error) = &record.error {
+        anyhow::bail!("{}: {error}", path.display());
+    }
+    let Some(frames) = &record.vpdq else {
+        anyhow::bail!("{}: not a video", path.display());
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for f in frames {
+        writeln!(
+            out,
+            "{},{},{},{:.3}",
+            f.frame, f.quality, f.pdq, f.timestamp
+        )?;
+    }
+    out.flush()?;
+    Ok(Outcome::Ok)
 }
 
 /// Expands the PATH arguments into files: directories recursively, sorted by name, so the

@@ -66,9 +66,25 @@ pub(crate) struct HashArgs {
     /// Refuse images with more pixels than this, before decoding (decompression bombs).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PIXELS)]
     pub(crate) max_pixels: u64,
+    /// Videos: hash one frame per this many seconds of frames (0: every frame), as vPDQ does.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub(crate) seconds_per_hash: f64,
+    /// Refuse videos longer than this many seconds, before decoding.
+    #[arg(long, value_name = "S", default_value_t = crate::hashing::DEFAULT_MAX_VIDEO_SECONDS)]
+    pub(crate) max_video_seconds: f64,
+    /// `ndjson` (the default record) or `reference`: Meta's vPDQ text lines
+    /// `frameNumber,quality,pdqHex,timestamp` for one video.
+    #[arg(long, value_enum, default_value = "ndjson")]
+    pub(crate) vpdq_format: VpdqFormat,
     /// Files or directories to hash.
     #[arg(required = true, value_name = "PATH")]
     pub(crate) paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum VpdqFormat {
+    Ndjson,
+    Reference,
 }
 
 impl Outcome {

@@ -8,6 +8,8 @@
 pub mod decode;
 pub mod imagehash;
 pub mod pdq;
+#[cfg(feature = "video")]
+pub mod video;
 
 use std::fs::File;
 use std::io::Read;
@@ -25,8 +27,12 @@ pub struct HashOptions {
     pub kinds: Vec<HashKind>,
     /// Also report the eight dihedral PDQ hashes.
     pub dihedral: bool,
-    /// Images with more pixels than this are refused before decoding.
+    /// Images (and video frames) with more pixels than this are refused before decoding.
     pub max_pixels: u64,
+    /// Videos: one frame hashed per this many seconds (0: every frame).
+    pub seconds_per_hash: f64,
+    /// Videos longer than this are refused.
+    pub max_video_seconds: f64,
 }
 
 impl Default for HashOptions {
@@ -35,6 +41,8 @@ impl Default for HashOptions {
             kinds: HashKind::FILE.to_vec(),
             dihedral: false,
             max_pixels: decode::DEFAULT_MAX_PIXELS,
+            seconds_per_hash: 1.0,
+            max_video_seconds: DEFAULT_MAX_VIDEO_SECONDS,
         }
     }
 }
@@ -50,7 +58,7 @@ impl HashOptions {
 }
 
 /// One NDJSON record of `hashsieve hash`: field names and order are part of the CLI contract.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct FileRecord {
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +83,9 @@ pub struct FileRecord {
     pub dhash: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ahash: Option<String>,
+    /// A video's selected frames, hashed as Meta's vPDQ does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpdq: Option<Vec<VpdqRecord>>,
     /// Why the image (or the file) could not be hashed; the other fields hold what could be.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -107,6 +118,12 @@ impl Worker {
         if !options.wants_image() {
             return record;
         }
+        if looks_like_video(&head) {
+            if options.wants(HashKind::Pdq) {
+                self.hash_video(path, options, &mut record);
+            }
+            return record;
+        }
         let result = decode::sniff_format(&head)
             .ok_or(decode::DecodeError::UnknownFormat)
             .and_then(|format| decode::decode_file(path, format, options.max_pixels));
@@ -115,6 +132,40 @@ impl Worker {
             Err(e) => record.error = Some(e.to_string()),
         }
         record
+    }
+
+    /// Fills `vpdq` of `record` from the video at `path`.
+    #[cfg(feature = "video")]
+    fn hash_video(&mut self, path: &Path, options: &HashOptions, record: &mut FileRecord) {
+        let video = video::VideoOptions {
+            seconds_per_hash: options.seconds_per_hash,
+            max_seconds: options.max_video_seconds,
+            max_pixels: options.max_pixels,
+        };
+        match video::hash_video(path, &video, &mut self.pdq) {
+            Ok(frames) => {
+                record.vpdq = Some(
+                    frames
+                        .iter()
+                        .map(|f| VpdqRecord {
+                            frame: f.frame,
+                            timestamp: (f64::from(f.timestamp) * 1000.0).round() / 1000.0,
+                            pdq: hex_lower(&f.pdq),
+                            quality: f.quality,
+                        })
+                        .collect(),
+                )
+            }
+            Err(e) => record.error = Some(e.to_string()),
+        }
+    }
+
+    #[cfg(not(feature = "video"))]
+    fn hash_video(&mut self, _path: &Path, _options: &HashOptions, record: &mut FileRecord) {
+        record.error = Some(
+            "this is a video, and this hashsieve was built without video support (cargo feature `video`)"
+                .into(),
+        );
     }
 
     /// Fills the perceptual fields of `record` from a decoded image.
@@ -149,6 +200,31 @@ impl Worker {
             record.phash = phash.map(hex);
         }
     }
+}
+
+/// One hashed video frame of a [`FileRecord`].
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct VpdqRecord {
+    /// The frame's number in decoding order, from 0.
+    pub frame: u64,
+    /// Seconds: the frame number over the frame rate, to the millisecond.
+    pub timestamp: f64,
+    pub pdq: String,
+    pub quality: u8,
+}
+
+/// Longest video hashed by default: an hour.
+pub const DEFAULT_MAX_VIDEO_SECONDS: f64 = 3600.0;
+
+/// Whether `head` (the first bytes of a file) starts like a video container FFmpeg reads:
+/// ISO base media (MP4, MOV: `ftyp` at byte 4), Matroska and WebM (EBML), AVI (`RIFF..AVI `).
+pub fn looks_like_video(head: &[u8]) -> bool {
+    let iso = head.len() >= 12 && &head[4..8] == b"ftyp";
+    let ebml = head.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]);
+    let avi = head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"AVI ";
+    // QuickTime files may start with other atoms before `ftyp` (or none at all).
+    let quicktime = head.len() >= 8 && matches!(&head[4..8], b"moov" | b"mdat" | b"wide" | b"free");
+    iso || ebml || avi || quicktime
 }
 
 /// Bytes kept from the start of the file to recognise the image format.

@@ -86,6 +86,33 @@ impl PdqHasher {
         self.hash_luma(width, height, dihedral)
     }
 
+    /// Hashes an RGB24 frame whose rows are `stride` bytes apart (a decoder's buffer), whole,
+    /// with the luma of Meta's C++ reference (`fillFloatLumaFromRGB`: `f32` coefficients and
+    /// arithmetic, left to right), which vPDQ uses; the image path above follows the Python
+    /// wrapper's `f64` luma instead.
+    pub fn hash_rgb24_rows(
+        &mut self,
+        rgb: &[u8],
+        width: usize,
+        height: usize,
+        stride: usize,
+    ) -> PdqOutput {
+        const R: f32 = 0.299;
+        const G: f32 = 0.587;
+        const B: f32 = 0.114;
+        assert!(stride >= width * 3, "row stride");
+        self.luma.clear();
+        for row in rgb.chunks(stride).take(height) {
+            self.luma.extend(
+                row[..width * 3]
+                    .chunks_exact(3)
+                    .map(|p| R * f32::from(p[0]) + G * f32::from(p[1]) + B * f32::from(p[2])),
+            );
+        }
+        assert_eq!(self.luma.len(), width * height, "rgb buffer size");
+        self.hash_luma(width, height, false)
+    }
+
     /// Hashes the luma already in `self.luma`.
     fn hash_luma(&mut self, width: usize, height: usize, dihedral: bool) -> PdqOutput {
         if width < MIN_HASHABLE_DIM || height < MIN_HASHABLE_DIM {

@@ -13,3 +13,4 @@ mod server;
 mod survive;
 mod urls;
 mod util;
+mod video;
