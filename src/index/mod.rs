@@ -16,6 +16,7 @@ pub mod hamming;
 pub mod query;
 pub mod store;
 mod verdict;
+pub mod vpdq;
 
 use std::sync::Arc;
 

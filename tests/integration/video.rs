@@ -332,3 +332,108 @@ fn unreadable_and_oversized_videos_get_an_error_and_their_digests() {
         "a video has no still-image pdq"
     );
 }
+
+/// The frames of a video as `hashsieve hash` prints them.
+fn frames_of(video: &Path, seconds_per_hash: &str) -> Vec<hashsieve::index::vpdq::Frame> {
+    let out = hashsieve()
+        .args([
+            "hash",
+            "--kinds",
+            "pdq",
+            "--seconds-per-hash",
+            seconds_per_hash,
+        ])
+        .arg(video)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        video.display(),
+        stderr(&out)
+    );
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    record["vpdq"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}: no vpdq in {record}", video.display()))
+        .iter()
+        .map(|f| {
+            let hex = f["pdq"].as_str().unwrap();
+            let mut pdq = [0u8; 32];
+            for (i, b) in pdq.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+            }
+            hashsieve::index::vpdq::Frame {
+                pdq,
+                quality: f["quality"].as_u64().unwrap() as u8,
+            }
+        })
+        .collect()
+}
+
+/// The share-of-frames rule on real variants: a re-encode at a low bitrate and a copy without
+/// its first and last 10% still match the original; an unrelated video does not. (With the
+/// original also sampled one frame a second, the trimmed copy's frames fall 0.2 s off the
+/// original's and only 17% of them match.)
+#[test]
+fn variants_of_a_video_match_it_by_share_of_frames() {
+    use hashsieve::index::vpdq::{
+        DEFAULT_COMPARED_PERCENT, DEFAULT_QUERY_PERCENT, frames_that_count, share,
+    };
+    let videos = crate::util::repo().join("../shared/video/videos");
+    let original = videos.join("chair-orig-22-sd-bar.mp4");
+    let unrelated = videos.join("pattern-hd-no-bar.mp4");
+    if cfg!(not(feature = "video")) || !original.exists() {
+        eprintln!("SKIPPED: needs the video feature and ../shared/video");
+        return;
+    }
+    if Command::new("ffmpeg").arg("-version").output().is_err() {
+        assert!(
+            std::env::var_os("HASHSIEVE_REQUIRE_VPDQ").is_none(),
+            "HASHSIEVE_REQUIRE_VPDQ is set but ffmpeg is not installed"
+        );
+        eprintln!("SKIPPED: ffmpeg is not installed (it makes the variants)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let variant = |name: &str, args: &[&str]| {
+        let path = dir.path().join(name);
+        let out = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+            .arg(&original)
+            .args(args)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ffmpeg {name}: {}", stderr(&out));
+        path
+    };
+    let low = variant(
+        "low-bitrate.mp4",
+        &["-c:v", "libx264", "-b:v", "120k", "-an"],
+    );
+    let trimmed = variant(
+        "trimmed.mp4",
+        &["-ss", "2.2", "-t", "17.6", "-c:v", "libx264", "-an"],
+    );
+    // Listed videos are hashed at every frame (as Meta publishes them), queries one frame a
+    // second: a clip then finds its frames whatever phase its sampling has.
+    let listed = frames_that_count(&frames_of(&original, "0"));
+    for (name, video, should_match) in [
+        ("low bitrate", &low, true),
+        ("trimmed 10% at both ends", &trimmed, true),
+        ("unrelated", &unrelated, false),
+    ] {
+        let query = frames_that_count(&frames_of(video, "1"));
+        let s = share(&query, &listed, 31);
+        eprintln!(
+            "{name}: query {:.1}%, compared {:.1}%, {} frames",
+            s.query_percent, s.compared_percent, s.frames
+        );
+        assert_eq!(
+            s.matches(DEFAULT_QUERY_PERCENT, DEFAULT_COMPARED_PERCENT),
+            should_match,
+            "{name}: {s:?}"
+        );
+    }
+}
