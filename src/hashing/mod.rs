@@ -219,7 +219,14 @@ pub const DEFAULT_MAX_VIDEO_SECONDS: f64 = 3600.0;
 /// Whether `head` (the first bytes of a file) starts like a video container FFmpeg reads:
 /// ISO base media (MP4, MOV: `ftyp` at byte 4), Matroska and WebM (EBML), AVI (`RIFF..AVI `).
 pub fn looks_like_video(head: &[u8]) -> bool {
-    let iso = head.len() >= 12 && &head[4..8] == b"ftyp";
+    // HEIF and AVIF still images are ISO files too: their brands are not videos.
+    let still = |brand: &[u8]| {
+        matches!(
+            brand,
+            b"avif" | b"heic" | b"heix" | b"heim" | b"heis" | b"mif1"
+        )
+    };
+    let iso = head.len() >= 12 && &head[4..8] == b"ftyp" && !still(&head[8..12]);
     let ebml = head.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]);
     let avi = head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"AVI ";
     // QuickTime files may start with other atoms before `ftyp` (or none at all).
@@ -315,6 +322,19 @@ mod tests {
                 .unwrap()
                 .contains("not a supported image")
         );
+    }
+
+    #[test]
+    fn videos_are_recognised_by_their_first_bytes() {
+        assert!(looks_like_video(b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2"));
+        assert!(looks_like_video(b"\0\0\0\x14ftypqt  \0\0\0\0qt  "));
+        assert!(looks_like_video(b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01"));
+        assert!(looks_like_video(b"RIFF\x10\0\0\0AVI LIST"));
+        assert!(!looks_like_video(b"RIFF\x10\0\0\0WEBPVP8 "));
+        assert!(!looks_like_video(b"\0\0\0\x1cftypavif\0\0\0\0avifmif1"));
+        assert!(!looks_like_video(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"));
+        assert!(!looks_like_video(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"));
+        assert!(!looks_like_video(b"\xff\xd8\xff\xe0\0\x10JFIF\0"));
     }
 
     #[test]
