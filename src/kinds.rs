@@ -39,17 +39,16 @@ impl HashKind {
         HashKind::Url,
     ];
 
-    /// The kinds `hashsieve hash` computes from a file's bytes (all but `url`).
-    pub const FILE: [HashKind; 8] = [
-        HashKind::Md5,
-        HashKind::Sha1,
-        HashKind::Sha256,
-        HashKind::Blake3,
-        HashKind::Pdq,
-        HashKind::Phash,
-        HashKind::Dhash,
-        HashKind::Ahash,
-    ];
+    /// The kinds `hashsieve hash` computes from a file's bytes: all but `url`, the last.
+    pub const FILE: [HashKind; 8] = {
+        let mut kinds = [HashKind::Md5; 8];
+        let mut i = 0;
+        while i < kinds.len() {
+            kinds[i] = HashKind::ALL[i];
+            i += 1;
+        }
+        kinds
+    };
 
     /// The name used in the CLI, JSON and file formats.
     pub const fn name(self) -> &'static str {
