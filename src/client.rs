@@ -52,7 +52,9 @@ impl Client {
         key: Option<String>,
         ca_cert: Option<&std::path::Path>,
     ) -> Result<Client, ClientError> {
-        Client::with_timeout(base, key, ca_cert, Duration::from_secs(120))
+        let mut client = Client::with_timeout(base, key, ca_cert, Duration::from_secs(120))?;
+        client.max_retries = 5;
+        Ok(client)
     }
 
     /// [`Client::new`] with each request bounded by `timeout` (a proxy's helper cannot wait
@@ -64,11 +66,6 @@ impl Client {
         timeout: Duration,
     ) -> Result<Client, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
-        let retries = if timeout < Duration::from_secs(60) {
-            0
-        } else {
-            5
-        };
         let mut builder = reqwest::blocking::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("hashsieve/", env!("CARGO_PKG_VERSION")));
@@ -95,7 +92,7 @@ impl Client {
             base,
             key,
             http,
-            max_retries: retries,
+            max_retries: 0,
         })
     }
 

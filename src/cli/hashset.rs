@@ -366,6 +366,26 @@ fn sign_file(secret_key: &Path, set: &Path) -> anyhow::Result<Outcome> {
 
 /// A policy trusting `keys`, `threshold` of which must sign; a threshold of 0 or above the
 /// number of keys is a usage error (it would refuse everything).
+/// Verifies each of `paths` as a full set under `policy` (`match` and `url check` index them):
+/// the sets, or the first refusal as `Ok(Err(reason))`; a delta is a usage error.
+pub(crate) fn verify_full_sets(
+    paths: &[PathBuf],
+    policy: &Policy,
+) -> anyhow::Result<Result<Vec<std::sync::Arc<HashSetFile>>, String>> {
+    let mut sets = Vec::with_capacity(paths.len());
+    for path in paths {
+        match trust::verify_path(path, policy, None) {
+            Ok(Published::Set(set)) => sets.push(std::sync::Arc::new(set)),
+            Ok(Published::Delta(_)) => bail!(
+                "{}: is a delta; matching needs full sets (hashsieve hashset apply BASE DELTA -o NEW.hset)",
+                path.display()
+            ),
+            Err(refusal) => return Ok(Err(format!("{refusal:#}"))),
+        }
+    }
+    Ok(Ok(sets))
+}
+
 pub(crate) fn threshold_policy(keys: Vec<PublicKey>, threshold: usize) -> anyhow::Result<Policy> {
     if threshold == 0 || threshold > keys.len() {
         bail!(

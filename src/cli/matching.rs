@@ -11,8 +11,6 @@ use anyhow::{Context as _, anyhow, bail};
 use serde::Serialize;
 
 use super::Outcome;
-use crate::hashset::signing::Published;
-use crate::hashset::trust;
 use crate::index::query::parse_line;
 use crate::index::{Decision, Index, MatchOptions, Query, store};
 use crate::wire::{QueryEcho, VerdictName, VerdictOut};
@@ -95,20 +93,13 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
     let mut policy = super::hashset::threshold_policy(keys, args.threshold)?;
     policy.max_bytes = args.max_bytes;
     let started = Instant::now();
-    let mut sets = Vec::new();
-    for path in &args.hashsets {
-        match trust::verify_path(path, &policy, None) {
-            Ok(Published::Set(set)) => sets.push(Arc::new(set)),
-            Ok(Published::Delta(_)) => bail!(
-                "{}: is a delta; match needs full sets (hashsieve hashset apply BASE DELTA -o NEW.hset)",
-                path.display()
-            ),
-            Err(refusal) => {
-                eprintln!("hashsieve: refused: {refusal:#}");
-                return Ok(Outcome::Finding);
-            }
+    let sets = match super::hashset::verify_full_sets(&args.hashsets, &policy)? {
+        Ok(sets) => sets,
+        Err(refusal) => {
+            eprintln!("hashsieve: refused: {refusal}");
+            return Ok(Outcome::Finding);
         }
-    }
+    };
     let index = match &args.index_dir {
         None => Index::build(sets).context("building the index")?,
         Some(dir) => {

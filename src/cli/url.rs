@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -14,8 +13,6 @@ use serde::Serialize;
 
 use super::Outcome;
 use crate::client::Client;
-use crate::hashset::signing::Published;
-use crate::hashset::trust;
 use crate::index::{Index, MatchOptions, Query};
 use crate::kinds::{HashKind, HashValue, hex_lower};
 use crate::urls::{Canonical, Expression, ExpressionKind};
@@ -104,7 +101,7 @@ pub(crate) fn run(command: UrlCommand) -> anyhow::Result<Outcome> {
     match command {
         UrlCommand::Expressions { urls } => expressions(&urls),
         UrlCommand::Check { against, urls } => {
-            let judge = Judge::new(&against, Duration::from_secs(120))?;
+            let judge = Judge::new(&against, None)?;
             check(&judge, &urls)
         }
         UrlCommand::SquidHelper {
@@ -113,7 +110,7 @@ pub(crate) fn run(command: UrlCommand) -> anyhow::Result<Outcome> {
             cache_seconds,
             timeout_ms,
         } => {
-            let judge = Judge::new(&against, Duration::from_millis(timeout_ms.max(1)))?;
+            let judge = Judge::new(&against, Some(Duration::from_millis(timeout_ms.max(1))))?;
             let stdin = std::io::stdin();
             let stdout = std::io::stdout();
             squid_helper(
@@ -200,12 +197,18 @@ enum Judge {
 const REQUEST_QUERIES: usize = 1000;
 
 impl Judge {
-    fn new(against: &Against, timeout: Duration) -> anyhow::Result<Judge> {
+    /// `timeout`: the helper's bound on each request (no retry when rate-limited); `None`
+    /// for the client's defaults (two minutes, waiting out rate limits).
+    fn new(against: &Against, timeout: Option<Duration>) -> anyhow::Result<Judge> {
         if let Some(url) = &against.server {
             let key = std::env::var(&against.api_key_env)
                 .ok()
                 .filter(|k| !k.trim().is_empty());
-            let client = Client::with_timeout(url, key, against.ca_cert.as_deref(), timeout)?;
+            let ca = against.ca_cert.as_deref();
+            let client = match timeout {
+                Some(t) => Client::with_timeout(url, key, ca, t)?,
+                None => Client::new(url, key, ca)?,
+            };
             return Ok(Judge::Server {
                 client,
                 privacy: against.privacy,
@@ -220,17 +223,8 @@ impl Judge {
             .map(|p| super::hashset::load_public_key(p))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let policy = super::hashset::threshold_policy(keys, against.threshold)?;
-        let mut sets = Vec::new();
-        for path in &against.hashsets {
-            match trust::verify_path(path, &policy, None) {
-                Ok(Published::Set(set)) => sets.push(Arc::new(set)),
-                Ok(Published::Delta(_)) => bail!(
-                    "{}: is a delta; url check needs full sets (hashsieve hashset apply BASE DELTA -o NEW.hset)",
-                    path.display()
-                ),
-                Err(refusal) => bail!("{}: refused: {refusal:#}", path.display()),
-            }
-        }
+        let sets = super::hashset::verify_full_sets(&against.hashsets, &policy)?
+            .map_err(|refusal| anyhow::anyhow!("refused: {refusal}"))?;
         Ok(Judge::Local(
             Index::build(sets).context("building the index")?,
         ))

@@ -243,7 +243,8 @@ impl Index {
             for (hash, m) in list.with_prefix(kind, prefix) {
                 let allowed = self.lists.iter().zip(&self.policies).any(|(a, p)| {
                     p.suppresses.iter().any(|t| *t == *list.name)
-                        && a.with_prefix(kind, hash.as_bytes()).next().is_some()
+                        && a.prefix_rows(kind, hash.as_bytes())
+                            .is_some_and(|(_, rows)| !rows.is_empty())
                 });
                 if !allowed {
                     found.push((hash, m));
@@ -595,29 +596,36 @@ impl ListIndex {
         entries
     }
 
-    /// The entries of `kind` whose hash starts with `prefix`, with their hashes.
-    fn with_prefix<'a>(
-        &'a self,
+    /// The kind's index and its rows whose hash starts with `prefix`: one run, since the
+    /// column is sorted. `None` when the list has no entry of `kind`.
+    fn prefix_rows(
+        &self,
         kind: HashKind,
-        prefix: &'a [u8],
-    ) -> impl Iterator<Item = (HashValue, Match)> + 'a {
-        let k = self.kinds.iter().find(|k| k.kind == kind);
+        prefix: &[u8],
+    ) -> Option<(&KindIndex, std::ops::Range<usize>)> {
+        let k = self.kinds.iter().find(|k| k.kind == kind)?;
         let len = kind.byte_len();
         let prefix = &prefix[..prefix.len().min(len)];
-        let (column, count) = match k {
-            Some(k) => (self.set.hashes(&k.section), k.section.count),
-            None => (&[][..], 0),
+        let column = self.set.hashes(&k.section);
+        let head = |i: usize| &column[i * len..i * len + prefix.len()];
+        let start = partition(k.section.count, |i| head(i) < prefix);
+        let end = partition(k.section.count, |i| head(i) <= prefix);
+        Some((k, start..end))
+    }
+
+    /// The entries of `kind` whose hash starts with `prefix`, with their hashes.
+    fn with_prefix(&self, kind: HashKind, prefix: &[u8]) -> Vec<(HashValue, Match)> {
+        let Some((k, rows)) = self.prefix_rows(kind, prefix) else {
+            return Vec::new();
         };
-        let hash = move |i: usize| &column[i * len..(i + 1) * len];
-        // The column is sorted, so the entries with the prefix are one run.
-        let start = partition(count, |i| &hash(i)[..prefix.len()] < prefix);
-        (start..count)
-            .take_while(move |&i| hash(i).starts_with(prefix))
-            .map(move |i| {
-                let k = k.expect("a non-empty column has its kind");
-                let value = HashValue::from_bytes(kind, hash(i)).expect("the kind's length");
-                (value, self.entry_match(k, i, 0))
-            })
+        let column = self.set.hashes(&k.section);
+        let len = kind.byte_len();
+        rows.map(|i| {
+            let value = HashValue::from_bytes(kind, &column[i * len..(i + 1) * len])
+                .expect("the kind's length");
+            (value, self.entry_match(k, i, 0))
+        })
+        .collect()
     }
 
     /// Appends a [`Match`] for each hit to `hits`, in order. The entries are prefetched first
