@@ -32,6 +32,7 @@ fn header() -> Header {
         description: "synthetic benchmark list".into(),
         thresholds: vec![],
         severity: Vec::new(),
+        video_share: Default::default(),
     }
 }
 

@@ -130,6 +130,7 @@ fn bench_lookup(c: &mut Criterion) {
                 description: String::new(),
                 thresholds: vec![],
                 severity: Vec::new(),
+                video_share: Default::default(),
             };
             let set = HashSetFile::parse(t.to_set_bytes(&header).expect("build").0).expect("parse");
             let index = Index::build(vec![Arc::new(set)]).expect("index");

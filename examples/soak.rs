@@ -106,6 +106,7 @@ fn build(name: &str, list: usize, version: u64, entries: &[HashValue]) -> HashSe
         description: "soak test list (synthetic)".into(),
         thresholds: vec![],
         severity: Vec::new(),
+        video_share: Default::default(),
     };
     HashSetFile::parse(t.to_set_bytes(&header).expect("set").0).expect("parse")
 }

@@ -23,11 +23,15 @@ pub enum HashKind {
     Ahash,
     /// SHA-256 of a canonical URL expression ([`crate::urls`]).
     Url,
+    /// One frame of a listed video: its PDQ hash (32 bytes) and then its quality (1 byte).
+    /// The frames of one video are the `vpdq` entries that share its category and reference.
+    /// A list entry only: queries send a video's frames as PDQ ([`HashKind::is_query`]).
+    Vpdq,
 }
 
 impl HashKind {
     /// Every kind, in canonical order.
-    pub const ALL: [HashKind; 9] = [
+    pub const ALL: [HashKind; 10] = [
         HashKind::Md5,
         HashKind::Sha1,
         HashKind::Sha256,
@@ -37,7 +41,19 @@ impl HashKind {
         HashKind::Dhash,
         HashKind::Ahash,
         HashKind::Url,
+        HashKind::Vpdq,
     ];
+
+    /// The kinds a query may have: all but `vpdq` (a video is matched by its frames' PDQ).
+    pub const QUERY: [HashKind; 9] = {
+        let mut kinds = [HashKind::Md5; 9];
+        let mut i = 0;
+        while i < kinds.len() {
+            kinds[i] = HashKind::ALL[i];
+            i += 1;
+        }
+        kinds
+    };
 
     /// The kinds `hashsieve hash` computes from a file's bytes: all but `url`, the last.
     pub const FILE: [HashKind; 8] = {
@@ -62,6 +78,7 @@ impl HashKind {
             HashKind::Dhash => "dhash",
             HashKind::Ahash => "ahash",
             HashKind::Url => "url",
+            HashKind::Vpdq => "vpdq",
         }
     }
 
@@ -72,20 +89,30 @@ impl HashKind {
             HashKind::Sha1 => 20,
             HashKind::Sha256 | HashKind::Blake3 | HashKind::Pdq | HashKind::Url => 32,
             HashKind::Phash | HashKind::Dhash | HashKind::Ahash => 8,
+            HashKind::Vpdq => 33,
         }
     }
 
-    /// Length of a hash of this kind in bits (the largest possible Hamming distance).
+    /// Length of the part of a hash that distances are measured on, in bits (the largest
+    /// possible Hamming distance): all of it, but for `vpdq` only the PDQ hash.
     pub const fn bit_len(self) -> u32 {
-        // byte_len is at most 32, so the cast cannot truncate.
-        (self.byte_len() * 8) as u32
+        match self {
+            HashKind::Vpdq => 256,
+            // byte_len is at most 33, so the cast cannot truncate.
+            _ => (self.byte_len() * 8) as u32,
+        }
+    }
+
+    /// Whether a query may have this kind (all but `vpdq`).
+    pub const fn is_query(self) -> bool {
+        !matches!(self, HashKind::Vpdq)
     }
 
     /// Perceptual kinds match by Hamming distance; the others only exactly.
     pub const fn is_perceptual(self) -> bool {
         matches!(
             self,
-            HashKind::Pdq | HashKind::Phash | HashKind::Dhash | HashKind::Ahash
+            HashKind::Pdq | HashKind::Phash | HashKind::Dhash | HashKind::Ahash | HashKind::Vpdq
         )
     }
 
@@ -93,7 +120,7 @@ impl HashKind {
     /// unless a hash set says otherwise (0 for exact kinds).
     pub const fn default_threshold(self) -> u32 {
         match self {
-            HashKind::Pdq => 31,
+            HashKind::Pdq | HashKind::Vpdq => 31,
             HashKind::Phash | HashKind::Dhash => 8,
             HashKind::Ahash => 6,
             HashKind::Md5
@@ -107,7 +134,7 @@ impl HashKind {
     /// The largest threshold the index supports with exact recall for this kind.
     pub const fn max_threshold(self) -> u32 {
         match self {
-            HashKind::Pdq => 64,
+            HashKind::Pdq | HashKind::Vpdq => 64,
             HashKind::Phash | HashKind::Dhash | HashKind::Ahash => 16,
             HashKind::Md5
             | HashKind::Sha1
@@ -129,12 +156,25 @@ impl HashKind {
             HashKind::Dhash => 6,
             HashKind::Ahash => 7,
             HashKind::Url => 8,
+            HashKind::Vpdq => 9,
         }
     }
 
     /// The inverse of [`HashKind::code`].
     pub fn from_code(code: u8) -> Option<HashKind> {
         HashKind::ALL.get(usize::from(code)).copied()
+    }
+
+    /// The kind a query names: any kind but `vpdq`, whose frames are sent as a video.
+    pub fn parse_query(name: &str) -> Result<HashKind, String> {
+        let kind: HashKind = name.parse().map_err(|e: UnknownKind| e.to_string())?;
+        if kind.is_query() {
+            Ok(kind)
+        } else {
+            Err(format!(
+                "{kind} is a kind of list entry, not of query: send a video's frames (pdq and quality) to POST /v1/match/video, or its hashsieve hash record to hashsieve match"
+            ))
+        }
     }
 
     /// The known kind names joined with commas, for error messages.
@@ -194,6 +234,8 @@ pub enum ParseHashError {
         position: usize,
         found: char,
     },
+    #[error("vpdq frame {value:?}: {why}", value = truncate_for_message(value))]
+    BadFrame { value: String, why: String },
 }
 
 /// Error messages quote the offending value, but a hostile multi-megabyte "hash" must not be
@@ -228,11 +270,11 @@ const HEX_DIGIT: [u8; 256] = {
     table
 };
 
-/// A hash of a known kind. Stored inline (no allocation): the longest kind is 32 bytes.
+/// A hash of a known kind. Stored inline (no allocation): the longest kind is 33 bytes.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HashValue {
     kind: HashKind,
-    bytes: [u8; 32],
+    bytes: [u8; 33],
 }
 
 impl HashValue {
@@ -241,13 +283,16 @@ impl HashValue {
         if raw.len() != kind.byte_len() {
             return None;
         }
-        let mut bytes = [0u8; 32];
+        let mut bytes = [0u8; 33];
         bytes[..raw.len()].copy_from_slice(raw);
         Some(HashValue { kind, bytes })
     }
 
     /// Parses hex (either case) of exactly the kind's length.
     pub fn parse(kind: HashKind, hex: &str) -> Result<HashValue, ParseHashError> {
+        if kind == HashKind::Vpdq {
+            return HashValue::parse_frame(hex);
+        }
         let expected = kind.byte_len() * 2;
         // Fast path for the common, valid case: one table lookup per digit, no branches on
         // the digits. Anything invalid falls through to the checks below, which find the
@@ -255,7 +300,7 @@ impl HashValue {
         // the checked loop alone was 30% of `hashsieve match` on exact lists.)
         if hex.len() == expected {
             let digits = hex.as_bytes();
-            let mut bytes = [0u8; 32];
+            let mut bytes = [0u8; 33];
             let mut invalid = 0u8;
             for (out, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
                 let (hi, lo) = (HEX_DIGIT[pair[0] as usize], HEX_DIGIT[pair[1] as usize]);
@@ -287,11 +332,31 @@ impl HashValue {
                 got: hex.len(),
             });
         }
-        let mut bytes = [0u8; 32];
+        let mut bytes = [0u8; 33];
         for (out, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
             *out = (hex_value(pair[0]) << 4) | hex_value(pair[1]);
         }
         Ok(HashValue { kind, bytes })
+    }
+
+    /// A `vpdq` frame written `<64 hex digits>:<quality 0-100>`.
+    fn parse_frame(text: &str) -> Result<HashValue, ParseHashError> {
+        let bad = |why: &str| ParseHashError::BadFrame {
+            value: text.to_owned(),
+            why: why.to_owned(),
+        };
+        let (hex, quality) = text
+            .split_once(':')
+            .ok_or_else(|| bad("expected <pdq hex>:<quality>"))?;
+        let pdq = HashValue::parse(HashKind::Pdq, hex).map_err(|e| bad(&e.to_string()))?;
+        let quality: u8 = quality
+            .parse()
+            .ok()
+            .filter(|q| *q <= 100)
+            .ok_or_else(|| bad("the quality must be a whole number from 0 to 100"))?;
+        let mut code = [0u8; 32];
+        code.copy_from_slice(pdq.as_bytes());
+        Ok(HashValue::vpdq(&code, quality))
     }
 
     pub fn kind(&self) -> HashKind {
@@ -315,19 +380,46 @@ impl HashValue {
         if self.kind != other.kind || !self.kind.is_perceptual() {
             return None;
         }
-        Some(hamming_bytes(self.as_bytes(), other.as_bytes()))
+        Some(hamming_bytes(self.code(), other.code()))
     }
 
-    /// Lowercase hex.
+    /// The bytes distances are measured on: all of them, but for `vpdq` the PDQ hash only.
+    pub fn code(&self) -> &[u8] {
+        &self.bytes[..self.kind.bit_len() as usize / 8]
+    }
+
+    /// A `vpdq` frame from its PDQ hash and quality.
+    pub fn vpdq(pdq: &[u8; 32], quality: u8) -> HashValue {
+        let mut bytes = [0u8; 33];
+        bytes[..32].copy_from_slice(pdq);
+        bytes[32] = quality;
+        HashValue {
+            kind: HashKind::Vpdq,
+            bytes,
+        }
+    }
+
+    /// The quality of a `vpdq` frame (`None` for other kinds).
+    pub fn frame_quality(&self) -> Option<u8> {
+        (self.kind == HashKind::Vpdq).then_some(self.bytes[32])
+    }
+
+    /// The text form: lowercase hex, and for `vpdq` the PDQ hex, `:` and the quality.
     pub fn to_hex(&self) -> String {
-        hex_lower(self.as_bytes())
+        match self.frame_quality() {
+            Some(quality) => format!("{}:{quality}", hex_lower(self.code())),
+            None => hex_lower(self.as_bytes()),
+        }
     }
 }
 
 impl fmt::Display for HashValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.as_bytes() {
+        for b in self.code() {
             write!(f, "{b:02x}")?;
+        }
+        if let Some(quality) = self.frame_quality() {
+            write!(f, ":{quality}")?;
         }
         Ok(())
     }

@@ -63,7 +63,7 @@ impl QueryIn<'static> {
 impl QueryIn<'_> {
     /// The query, or which field is wrong and why (`kind: ...`, `hash: ...`, `quality: ...`).
     pub fn to_query(&self) -> Result<Query, String> {
-        let kind: HashKind = self.kind.parse().map_err(|e| format!("kind: {e}"))?;
+        let kind = HashKind::parse_query(&self.kind).map_err(|e| format!("kind: {e}"))?;
         let hash = HashValue::parse(kind, &self.hash).map_err(|e| format!("hash: {e}"))?;
         match self.quality {
             Some(v) if v > 100 => Err(format!("quality: {v} is over 100")),

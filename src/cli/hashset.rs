@@ -12,7 +12,7 @@ use super::Outcome;
 use crate::clock::{now_unix, parse_rfc3339, rfc3339};
 use crate::fsutil::{write_atomic, write_secret_atomic};
 use crate::hashset::delta::{DeltaFile, diff};
-use crate::hashset::format::{EntryTable, HashSetFile, Header};
+use crate::hashset::format::{EntryTable, HashSetFile, Header, VideoShare};
 use crate::hashset::input::read_entries;
 use crate::hashset::signing::{Published, key_id, parse_public_key, sign};
 use crate::hashset::trust::{self, Policy, Refusal, TrustState};
@@ -117,6 +117,13 @@ pub(crate) struct BuildArgs {
     /// match first and carry its rank as "severity" (1 = first).
     #[arg(long, value_name = "CATEGORIES", value_delimiter = ',')]
     severity: Vec<String>,
+    /// A listed video matches a query video when at least this share of the query's frames
+    /// (quality 50 and up, each hash once) is within the vpdq threshold of its frames.
+    #[arg(long, value_name = "PERCENT", default_value_t = 80.0)]
+    video_query_percent: f64,
+    /// ... and at least this share of the listed video's frames is matched.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0.0)]
+    video_compared_percent: f64,
     #[arg(short = 'o', long = "output", value_name = "OUT.hset")]
     output: PathBuf,
     /// Entry files: CSV with header kind,hash,category,ref, or `hashsieve hash` NDJSON. A
@@ -253,6 +260,8 @@ fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
         description: args.description,
         thresholds,
         severity: args.severity,
+        video_share: VideoShare::from_percents(args.video_query_percent, args.video_compared_percent)
+            .map_err(|e| anyhow!("--video-{e}"))?,
     };
     header.validate().context("invalid header")?;
     let mut table = EntryTable::new();
@@ -489,6 +498,10 @@ fn inspect(path: &Path, json: bool, trusted_comment: bool) -> anyhow::Result<Out
         "description": header.description,
         "thresholds": thresholds,
         "severity": header.severity,
+        "video_share": {
+            "query_percent": header.video_share.query_percent(),
+            "compared_percent": header.video_share.compared_percent(),
+        },
         "digest": hex_lower(&published.digest()),
         "trusted_comment": published.trusted_comment(),
     });
@@ -502,6 +515,7 @@ fn inspect(path: &Path, json: bool, trusted_comment: bool) -> anyhow::Result<Out
             doc["entries"] = s.len().into();
             doc["counts"] = counts.into();
             doc["categories"] = s.categories().into();
+            doc["videos"] = s.videos().into();
         }
         Published::Delta(d) => {
             doc["base_version"] = d.base_version().into();

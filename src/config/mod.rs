@@ -94,6 +94,8 @@ pub struct ListConfig {
     pub suppresses: Vec<String>,
     /// The operator's caps on the set's thresholds, perceptual kinds in kind order.
     pub thresholds: Vec<(HashKind, u32)>,
+    /// The operator's minimum shares of frames for a video match (raise the set's).
+    pub video_share: Option<crate::hashset::format::VideoShare>,
 }
 
 impl ListConfig {
@@ -102,6 +104,7 @@ impl ListConfig {
         crate::index::ListPolicy {
             suppresses: self.suppresses.clone(),
             thresholds: self.thresholds.clone(),
+            video_share: self.video_share,
         }
     }
 }
@@ -379,7 +382,18 @@ impl Config {
                 thresholds.push((kind, distance));
             }
             thresholds.sort();
+            let video_share = list
+                .video
+                .map(|v| {
+                    crate::hashset::format::VideoShare::from_percents(
+                        v.query_percent,
+                        v.compared_percent,
+                    )
+                    .map_err(|e| invalid(key("video"), e))
+                })
+                .transpose()?;
             lists.push(ListConfig {
+                video_share,
                 suppresses: list.suppresses.clone(),
                 thresholds,
                 name: list.name.clone(),
@@ -537,6 +551,7 @@ impl Config {
             quarantine_factor: raw::default_quarantine_factor(),
             suppresses: Vec::new(),
             thresholds: Default::default(),
+            video: None,
         };
         let raw = RawConfig {
             listen: listen.map_or_else(default_listen, |l| l.to_string()),

@@ -175,6 +175,19 @@ pub struct RawList {
     /// raise them.
     #[serde(default)]
     pub thresholds: std::collections::BTreeMap<String, u32>,
+    /// The operator's minimum shares of frames for a video match
+    /// (`{ query_percent = 90, compared_percent = 10 }`): raise the set's, never lower them.
+    #[serde(default)]
+    pub video: Option<VideoShareRaw>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoShareRaw {
+    #[serde(default)]
+    pub query_percent: f64,
+    #[serde(default)]
+    pub compared_percent: f64,
 }
 
 pub(super) fn default_quarantine_factor() -> u32 {

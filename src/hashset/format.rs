@@ -14,18 +14,29 @@ use super::{FormatError, limits, validate_list_name};
 use crate::kinds::{HashKind, HashValue};
 
 pub const SET_MAGIC: &[u8; 8] = b"HSIEVSET";
-/// The newest format version. Version 2 added `url` entries and the severity order; a file
-/// is written in the oldest version that can hold it, so lists without them stay readable by
+/// The newest format version. Version 2 added `url` entries and the severity order, version 3
+/// `vpdq` entries (video frames) and the share of frames a video match needs. A file is
+/// written in the oldest version that can hold it, so lists without them stay readable by
 /// older readers (and each content keeps exactly one encoding).
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 
 /// The format version a file with this header and these kinds is written in.
-pub fn version_for(header: &Header, mut kinds: impl Iterator<Item = HashKind>) -> u16 {
-    if !header.severity.is_empty() || kinds.any(|k| k == HashKind::Url) {
-        2
-    } else {
-        1
+pub fn version_for(header: &Header, kinds: impl Iterator<Item = HashKind>) -> u16 {
+    let mut version = 1;
+    if !header.severity.is_empty() {
+        version = 2;
     }
+    if header.video_share != VideoShare::DEFAULT {
+        version = 3;
+    }
+    for kind in kinds {
+        match kind {
+            HashKind::Vpdq => return 3,
+            HashKind::Url => version = version.max(2),
+            _ => {}
+        }
+    }
+    version
 }
 
 /// Checks that a file read as `version` is written in the version its content needs.
@@ -33,17 +44,72 @@ pub(super) fn check_version(version: u16, needed: u16) -> Result<(), FormatError
     if version == needed {
         return Ok(());
     }
+    let what = |v: u16| match v {
+        1 => "entries of the first eight kinds only",
+        2 => "url entries or a severity order (and no video entries)",
+        _ => "vpdq entries or a video share rule",
+    };
     Err(FormatError::NotCanonical {
-        detail: if needed > version {
-            format!(
-                "url entries and a severity order need format version {needed}, the file says {version}"
-            )
-        } else {
-            format!(
-                "format version {version} without url entries or a severity order must be written as version {needed}"
-            )
-        },
+        detail: format!(
+            "a file with {} is written as format version {needed}, this one says {version}",
+            what(needed)
+        ),
     })
+}
+
+/// The share of frames a listed video must have in common with a query video to match it
+/// ([`crate::index::vpdq`]), in hundredths of a percent (so that the bytes are exact).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoShare {
+    /// Of the query's frames that count, the share that must match some frame of the video.
+    pub query: u16,
+    /// Of the listed video's frames that count, the share that must be matched.
+    pub compared: u16,
+}
+
+impl VideoShare {
+    /// python-threatexchange's defaults: 80% of the query's frames, any share of the video's.
+    pub const DEFAULT: VideoShare = VideoShare {
+        query: 8000,
+        compared: 0,
+    };
+
+    /// From percentages (0 to 100, to two decimals).
+    pub fn from_percents(query: f64, compared: f64) -> Result<VideoShare, String> {
+        let hundredths = |what: &str, p: f64| {
+            if (0.0..=100.0).contains(&p) {
+                Ok((p * 100.0).round() as u16)
+            } else {
+                Err(format!("{what} {p} is not a percentage from 0 to 100"))
+            }
+        };
+        Ok(VideoShare {
+            query: hundredths("query percent", query)?,
+            compared: hundredths("compared percent", compared)?,
+        })
+    }
+
+    pub fn query_percent(self) -> f64 {
+        f64::from(self.query) / 100.0
+    }
+
+    pub fn compared_percent(self) -> f64 {
+        f64::from(self.compared) / 100.0
+    }
+
+    /// The stricter of two rules, each minimum the higher (an operator may raise a list's).
+    pub fn strictest(self, other: VideoShare) -> VideoShare {
+        VideoShare {
+            query: self.query.max(other.query),
+            compared: self.compared.max(other.compared),
+        }
+    }
+}
+
+impl Default for VideoShare {
+    fn default() -> Self {
+        VideoShare::DEFAULT
+    }
 }
 
 /// Everything about a list version except its entries.
@@ -62,6 +128,8 @@ pub struct Header {
     /// Category names from the most severe down (e.g. `A`, `B`, `C`); matches are ordered by
     /// it. Categories not named here have no severity. Empty: no order (format version 1).
     pub severity: Vec<String>,
+    /// What a video match needs (format version 3; [`VideoShare::DEFAULT`] before).
+    pub video_share: VideoShare,
 }
 
 impl Header {
@@ -141,6 +209,19 @@ impl Header {
                 format!("more than {} categories", limits::MAX_CATEGORIES),
             ));
         }
+        for (what, share) in [
+            ("query", self.video_share.query),
+            ("compared", self.video_share.compared),
+        ] {
+            if share > 10_000 {
+                return Err(FormatError::invalid(
+                    "video share",
+                    format!(
+                        "the {what} share is {share} hundredths of a percent, over 100%"
+                    ),
+                ));
+            }
+        }
         for (i, c) in self.severity.iter().enumerate() {
             if c.len() > limits::MAX_CATEGORY {
                 return Err(FormatError::invalid(
@@ -178,6 +259,10 @@ impl Header {
                 w.str16(c);
             }
         }
+        if version >= 3 {
+            w.u16(self.video_share.query);
+            w.u16(self.video_share.compared);
+        }
     }
 
     pub(super) fn read(r: &mut Reader<'_>, version: u16) -> Result<Header, FormatError> {
@@ -206,6 +291,14 @@ impl Header {
                 );
             }
         }
+        let video_share = if version >= 3 {
+            VideoShare {
+                query: r.u16("video query share")?,
+                compared: r.u16("video compared share")?,
+            }
+        } else {
+            VideoShare::DEFAULT
+        };
         let header = Header {
             name,
             version: list_version,
@@ -214,6 +307,7 @@ impl Header {
             description,
             thresholds,
             severity,
+            video_share,
         };
         header.validate()?;
         Ok(header)
@@ -347,6 +441,20 @@ impl HashSetFile {
             .flat_map(move |s| (0..s.count).map(move |i| self.entry(s, i)))
     }
 
+    /// The number of videos: distinct (category, reference) pairs among the `vpdq` entries.
+    pub fn videos(&self) -> usize {
+        let Some(section) = self.sections.iter().find(|s| s.kind == HashKind::Vpdq) else {
+            return 0;
+        };
+        let videos: std::collections::HashSet<(&str, &str)> = (0..section.count)
+            .map(|i| {
+                let e = self.entry(section, i);
+                (e.category, e.reference)
+            })
+            .collect();
+        videos.len()
+    }
+
     /// Entry counts per kind, in kind order.
     pub fn counts(&self) -> Vec<(HashKind, usize)> {
         self.sections.iter().map(|s| (s.kind, s.count)).collect()
@@ -456,6 +564,9 @@ pub(super) fn read_entries(r: &mut Reader<'_>) -> Result<(Vec<String>, Vec<Secti
             *start = end;
             Some(span)
         });
+        // For vpdq: the videos holding the current PDQ hash (a video lists each hash once).
+        let mut run: (Option<&[u8]>, std::collections::HashSet<(u16, &[u8])>) =
+            (None, Default::default());
         let mut previous: Option<(&[u8], u16, &[u8])> = None;
         for (i, (hash, (cat, (start, end)))) in hashes
             .chunks_exact(len)
@@ -471,6 +582,21 @@ pub(super) fn read_entries(r: &mut Reader<'_>) -> Result<(Vec<String>, Vec<Secti
             })?;
             *slot = true;
             let reference = &refs[start..end];
+            if kind == HashKind::Vpdq {
+                check_frame(i, hash[32], reference)?;
+                let pdq = &hash[..32];
+                if run.0 != Some(pdq) {
+                    run.0 = Some(pdq);
+                    run.1.clear();
+                }
+                if !run.1.insert((cat, reference)) {
+                    return Err(FormatError::NotCanonical {
+                        detail: format!(
+                            "vpdq entry {i} repeats a frame hash of its video with another quality"
+                        ),
+                    });
+                }
+            }
             if std::str::from_utf8(reference).is_err() {
                 return Err(FormatError::BadUtf8 {
                     what: "reference",
@@ -502,6 +628,24 @@ pub(super) fn read_entries(r: &mut Reader<'_>) -> Result<(Vec<String>, Vec<Secti
     Ok((categories, sections))
 }
 
+/// A `vpdq` entry's own rules: a quality of at most 100, and a reference (a video is the
+/// frames that share one).
+fn check_frame(i: usize, quality: u8, reference: &[u8]) -> Result<(), FormatError> {
+    if quality > 100 {
+        return Err(FormatError::invalid(
+            "vpdq entry",
+            format!("entry {i} has quality {quality}, over 100"),
+        ));
+    }
+    if reference.is_empty() {
+        return Err(FormatError::invalid(
+            "vpdq entry",
+            format!("entry {i} has no reference (a video's frames share one)"),
+        ));
+    }
+    Ok(())
+}
+
 /// Why an entry cannot be added.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
@@ -513,6 +657,10 @@ pub enum EntryError {
     TooManyCategories,
     #[error("more than 4 GiB of reference text")]
     TooMuchReferenceText,
+    #[error("a video frame (vpdq) needs the video's reference")]
+    FrameWithoutReference,
+    #[error("a video frame's quality is {0}, over 100")]
+    FrameQuality(u8),
 }
 
 /// Entries collected for writing, kept compact so 10 M of them fit comfortably in memory:
@@ -558,6 +706,14 @@ impl EntryTable {
         }
         if reference.len() > limits::MAX_REFERENCE {
             return Err(EntryError::ReferenceTooLong(reference.len()));
+        }
+        if let Some(quality) = hash.frame_quality() {
+            if reference.is_empty() {
+                return Err(EntryError::FrameWithoutReference);
+            }
+            if quality > 100 {
+                return Err(EntryError::FrameQuality(quality));
+            }
         }
         let category = match self.category_ids.get(category) {
             Some(&id) => id,
@@ -641,6 +797,7 @@ impl EntryTable {
         self.entries.dedup_by(|a, b| {
             a.hash == b.hash && a.category == b.category && reference(a) == reference(b)
         });
+        self.keep_best_frames();
         // Keep only categories still used, renumbered densely (still in name order).
         let mut used = vec![false; self.categories.len()];
         for e in &self.entries {
@@ -658,6 +815,45 @@ impl EntryTable {
             e.category = new_id[usize::from(e.category)];
         }
         table
+    }
+
+    /// A video lists each frame hash once: of the `vpdq` entries of one video with the same
+    /// PDQ hash (sorted, so in one run of that hash), only the best quality stays.
+    fn keep_best_frames(&mut self) {
+        let arena = &self.arena;
+        let key = |e: &CompactEntry| {
+            (
+                e.category,
+                &arena[e.ref_start as usize..e.ref_start as usize + usize::from(e.ref_len)],
+            )
+        };
+        let Some(start) = self
+            .entries
+            .iter()
+            .position(|e| e.hash.kind() == HashKind::Vpdq)
+        else {
+            return;
+        };
+        let mut keep = vec![true; self.entries.len()];
+        let mut best: HashMap<(u16, &[u8]), usize> = HashMap::new();
+        let mut i = start;
+        while i < self.entries.len() {
+            let code = self.entries[i].hash.code();
+            let end = i + self.entries[i..]
+                .iter()
+                .take_while(|e| e.hash.code() == code)
+                .count();
+            best.clear();
+            // Within a run, entries are sorted by quality (the hash's last byte) first.
+            for j in i..end {
+                if let Some(worse) = best.insert(key(&self.entries[j]), j) {
+                    keep[worse] = false;
+                }
+            }
+            i = end;
+        }
+        let mut flags = keep.into_iter();
+        self.entries.retain(|_| flags.next().unwrap_or(true));
     }
 
     fn write_entries(&self, categories: &[String], w: &mut Writer) {

@@ -1,6 +1,7 @@
-//! Entries for `hashsieve hashset build`: CSV with the header `kind,hash,category,ref`, or the
-//! NDJSON that `hashsieve hash` prints (one entry per hash kind present in each record).
-//! Every bad row is reported with its file and line number.
+//! Entries for `hashsieve hashset build`: CSV with the header `kind,hash,category,ref`, the
+//! NDJSON that `hashsieve hash` prints (one entry per hash kind present in each record, and a
+//! video's frames), or one of Meta's vPDQ hash files (one video). Every bad row is reported
+//! with its file and line number.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -37,10 +38,18 @@ struct HashRecord {
     phash: Option<String>,
     dhash: Option<String>,
     ahash: Option<String>,
+    vpdq: Option<Vec<FrameRecord>>,
     #[serde(default)]
     category: String,
     #[serde(default, rename = "ref")]
     reference: String,
+}
+
+/// One frame of a record's `vpdq` array (its frame number and timestamp are not listed).
+#[derive(Deserialize)]
+struct FrameRecord {
+    pdq: String,
+    quality: u8,
 }
 
 /// What [`read_entries`] read.
@@ -95,9 +104,14 @@ pub fn read_entries(path: &Path, table: &mut EntryTable) -> Result<Read, InputEr
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let is_json = {
+    let (is_json, is_vpdq) = {
         let buf = reader.fill_buf().map_err(io)?;
-        buf.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        let text = buf.trim_ascii_start();
+        let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+        (
+            text.first() == Some(&b'{'),
+            std::str::from_utf8(first).is_ok_and(|l| parse_meta_line(l).is_ok()),
+        )
     };
     let mut errors = Vec::new();
     let mut bad = 0usize;
@@ -109,7 +123,29 @@ pub fn read_entries(path: &Path, table: &mut EntryTable) -> Result<Read, InputEr
     };
     let mut rows = 0usize;
     let mut warnings = Vec::new();
-    if is_json {
+    if is_vpdq {
+        // One video; its reference is the file's name without the extension.
+        let reference = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for (i, line) in reader.lines().enumerate() {
+            let line_no = i as u64 + 1;
+            let line = line.map_err(io)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            rows += 1;
+            match parse_meta_line(&line) {
+                Ok(frame) => {
+                    if let Err(e) = table.push(frame, "", &reference) {
+                        report(line_no, e.to_string());
+                    }
+                }
+                Err(e) => report(line_no, e),
+            }
+        }
+    } else if is_json {
         for (i, line) in reader.lines().enumerate() {
             let line_no = i as u64 + 1;
             let line = line.map_err(io)?;
@@ -143,6 +179,24 @@ pub fn read_entries(path: &Path, table: &mut EntryTable) -> Result<Read, InputEr
                         }
                     }
                     Err(e) => report(line_no, e.to_string()),
+                }
+            }
+            if let Some(frames) = &record.vpdq {
+                // A video needs a reference: the record's own, or else its file's SHA-256.
+                let reference = match (&*record.reference, &record.sha256) {
+                    ("", Some(sha256)) => sha256.as_str(),
+                    (reference, _) => reference,
+                };
+                for (n, frame) in frames.iter().enumerate() {
+                    let value = format!("{}:{}", frame.pdq, frame.quality);
+                    match HashValue::parse(HashKind::Vpdq, &value) {
+                        Ok(hash) => {
+                            if let Err(e) = table.push(hash, &record.category, reference) {
+                                report(line_no, format!("vpdq frame {n}: {e}"));
+                            }
+                        }
+                        Err(e) => report(line_no, format!("vpdq frame {n}: {e}")),
+                    }
                 }
             }
         }
@@ -212,6 +266,26 @@ pub fn read_entries(path: &Path, table: &mut EntryTable) -> Result<Read, InputEr
         return Err(InputError::BadRows(errors));
     }
     Ok(Read { rows, warnings })
+}
+
+/// One line of Meta's vPDQ hash files: `frameNumber,quality,pdqHex,timestamp`.
+fn parse_meta_line(line: &str) -> Result<HashValue, String> {
+    let fields: Vec<&str> = line.trim().split(',').collect();
+    let [frame, quality, pdq, timestamp] = fields[..] else {
+        return Err(format!(
+            "expected frameNumber,quality,pdqHex,timestamp, got {} fields",
+            fields.len()
+        ));
+    };
+    frame
+        .parse::<u64>()
+        .map_err(|_| format!("frame number {frame:?} is not a whole number"))?;
+    timestamp
+        .parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t >= 0.0)
+        .ok_or_else(|| format!("timestamp {timestamp:?} is not a number of seconds"))?;
+    HashValue::parse(HashKind::Vpdq, &format!("{pdq}:{quality}")).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ use column::{Backing, Column};
 use exact::{ExactFilter, ExactTable};
 use hamming::HammingIndex;
 pub use verdict::{Answers, Decision, Match, Suppressed, Verdict, Verdicts};
+pub use vpdq::{FrameMatch, VideoAnswer, VideoMatch};
 
 /// Smallest number of queries a pool thread takes at once in [`Index::match_batch`].
 pub const PARALLEL_CHUNK: usize = 1024;
@@ -145,6 +146,9 @@ pub struct ListPolicy {
     /// The operator's thresholds per perceptual kind; a list's own threshold is lowered to
     /// these, never raised.
     pub thresholds: Vec<(HashKind, u32)>,
+    /// The operator's minimum shares of frames for a video match; a list's own are raised
+    /// to these, never lowered.
+    pub video_share: Option<crate::hashset::format::VideoShare>,
 }
 
 impl ListPolicy {
@@ -154,6 +158,14 @@ impl ListPolicy {
             .iter()
             .find(|(k, _)| *k == kind)
             .map_or(set, |&(_, t)| t.min(set))
+    }
+
+    /// The share of frames a video match of a list whose set says `set` needs.
+    pub fn video_share(
+        &self,
+        set: crate::hashset::format::VideoShare,
+    ) -> crate::hashset::format::VideoShare {
+        self.video_share.map_or(set, |mine| set.strictest(mine))
     }
 
     pub fn is_allow_list(&self) -> bool {
@@ -187,6 +199,9 @@ enum KindSearch {
     /// Over the section's own hash column, indexing the first row of each run of equal
     /// hashes; a match at row `r` covers `r` and the rows after it that hold the same hash.
     Perceptual { index: HammingIndex },
+    /// A `vpdq` section: the frames of listed videos. PDQ queries (images) are searched here
+    /// too, and video queries by their share of frames ([`Index::match_video`]).
+    Video { frames: vpdq::VideoFrames },
 }
 
 impl Index {
@@ -337,7 +352,13 @@ impl Index {
             }
             let found = if allow { &mut allowed } else { &mut hits };
             for k in &list.kinds {
-                let mine = &by_kind[k.kind as usize];
+                // Video frames are searched with PDQ queries.
+                let searched = if k.kind == HashKind::Vpdq {
+                    HashKind::Pdq
+                } else {
+                    k.kind
+                };
+                let mine = &by_kind[searched as usize];
                 if mine.is_empty() {
                     continue;
                 }
@@ -364,6 +385,22 @@ impl Index {
                                 })
                             })
                             .collect();
+                        list.push_matches(k, &entries, found);
+                    }
+                    KindSearch::Video { frames } => {
+                        // Still images against the frames of listed videos.
+                        let threshold = policy.threshold(k.kind, k.threshold);
+                        let mut entries = Vec::new();
+                        for &query in &by_kind[HashKind::Pdq as usize] {
+                            let q = queries[query as usize].hash.as_bytes();
+                            frames.frames_near(q, threshold, |entry, distance| {
+                                entries.push(Hit {
+                                    query,
+                                    entry,
+                                    distance,
+                                });
+                            });
+                        }
                         list.push_matches(k, &entries, found);
                     }
                     KindSearch::Perceptual { index } => {
@@ -468,7 +505,12 @@ impl ListIndex {
         for section in set.sections() {
             let kind = section.kind;
             let hashes = set.hashes(section);
-            let search = if kind.is_perceptual() {
+            let search = if kind == HashKind::Vpdq {
+                let threshold = KindIndex::threshold_of(&set, kind);
+                KindSearch::Video {
+                    frames: vpdq::VideoFrames::build(&set, section, threshold)?,
+                }
+            } else if kind.is_perceptual() {
                 // Sections are sorted by hash, so equal codes are adjacent: index each
                 // distinct code once, remembering where its run of entries starts.
                 // The index reads codes straight from the set's column (no copy) and lists
@@ -534,8 +576,6 @@ impl ListIndex {
         near: NearMiss,
         near_hit: &mut Vec<u32>,
     ) -> Vec<Hit> {
-        let column = self.set.hashes(&k.section);
-        let len = k.kind.byte_len();
         let wide = (threshold + near.bits)
             .min(k.kind.max_threshold())
             .max(threshold);
@@ -577,12 +617,7 @@ impl ListIndex {
             let mut any = false;
             while let Some(row) = rows.next_if(|r| r.query == query) {
                 any = true;
-                let hash = &column[row.entry * len..(row.entry + 1) * len];
-                let mut entry = row.entry;
-                while entry < k.section.count && &column[entry * len..(entry + 1) * len] == hash {
-                    entries.push(Hit { entry, ..row });
-                    entry += 1;
-                }
+                self.expand_run(k, row, &mut entries);
             }
             if !any
                 && wide > threshold
@@ -594,6 +629,18 @@ impl ListIndex {
             }
         }
         entries
+    }
+
+    /// Appends the entries of the run of equal hashes that indexed row `row.entry` starts.
+    fn expand_run(&self, k: &KindIndex, row: Hit, entries: &mut Vec<Hit>) {
+        let column = self.set.hashes(&k.section);
+        let len = k.kind.byte_len();
+        let hash = &column[row.entry * len..(row.entry + 1) * len];
+        let mut entry = row.entry;
+        while entry < k.section.count && &column[entry * len..(entry + 1) * len] == hash {
+            entries.push(Hit { entry, ..row });
+            entry += 1;
+        }
     }
 
     /// The kind's index and its rows whose hash starts with `prefix`: one run, since the

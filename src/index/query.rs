@@ -15,11 +15,7 @@ pub fn parse_line(line: &str) -> Result<Vec<Query>, String> {
         return parse_record(line);
     }
     let mut parts = line.split(':');
-    let kind: HashKind = parts
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e| format!("{e}"))?;
+    let kind = HashKind::parse_query(parts.next().unwrap_or_default())?;
     let hex = parts
         .next()
         .ok_or_else(|| format!("expected kind:hex, got {:?}", truncate(line)))?;
@@ -67,7 +63,7 @@ fn parse_record(line: &str) -> Result<Vec<Query>, String> {
         ),
     };
     let mut queries = Vec::new();
-    for kind in HashKind::ALL {
+    for kind in HashKind::QUERY {
         let Some(value) = object.get(kind.name()) else {
             continue;
         };

@@ -34,6 +34,7 @@ use super::exact::{ExactFilter, ExactTable};
 use super::hamming::{ChunkTable, HammingIndex};
 use super::{IndexError, KindIndex, KindSearch, ListIndex};
 use crate::hashset::format::HashSetFile;
+use crate::kinds::HashKind;
 
 const MAGIC: [u8; 8] = *b"HSIDX\0\0\n";
 /// 2: perceptual kinds read their codes from the set (no codes or starts arrays stored).
@@ -86,6 +87,10 @@ enum SectionToc {
         kind: String,
         chunks: Vec<ChunkToc>,
     },
+    /// A `vpdq` section, rebuilt from the set at open: its frames' index is built over a
+    /// copy of their hashes (the set stores each with its quality), and frame lists are far
+    /// smaller than image lists.
+    Video { kind: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -213,6 +218,7 @@ pub fn save(list: &ListIndex, path: &Path) -> std::io::Result<()> {
                     }
                     SectionToc::Perceptual { kind, chunks }
                 }
+                KindSearch::Video { .. } => SectionToc::Video { kind },
             });
         }
         let toc = serde_json::to_vec(&Toc { sections }).map_err(std::io::Error::other)?;
@@ -330,7 +336,9 @@ pub fn open(set: Arc<HashSetFile>, path: &Path) -> Result<ListIndex, StoreError>
                     .ok_or_else(|| StoreError::Toc(format!("{name}: filter descriptor")))?;
                 KindSearch::Exact { table, filter }
             }
-            SectionToc::Perceptual { kind: name, chunks } if kind.is_perceptual() => {
+            SectionToc::Perceptual { kind: name, chunks }
+                if kind.is_perceptual() && kind != HashKind::Vpdq =>
+            {
                 check_kind(&name)?;
                 let mut tables = Vec::with_capacity(chunks.len());
                 for c in chunks {
@@ -353,6 +361,14 @@ pub fn open(set: Arc<HashSetFile>, path: &Path) -> Result<ListIndex, StoreError>
                 let index = HammingIndex::from_parts(kind.bit_len() as usize, codes, tables)
                     .map_err(IndexError::from)?;
                 KindSearch::Perceptual { index }
+            }
+            SectionToc::Video { kind: name } if kind == HashKind::Vpdq => {
+                check_kind(&name)?;
+                let threshold = KindIndex::threshold_of(&set, kind);
+                KindSearch::Video {
+                    frames: super::vpdq::VideoFrames::build(&set, section, threshold)
+                        .map_err(IndexError::from)?,
+                }
             }
             _ => {
                 return Err(StoreError::Toc(format!(
@@ -442,6 +458,7 @@ mod tests {
             description: String::new(),
             thresholds: vec![(HashKind::Pdq, 40), (HashKind::Phash, 10)],
             severity: Vec::new(),
+            video_share: Default::default(),
         };
         Arc::new(HashSetFile::parse(t.to_set_bytes(&header).unwrap().0).unwrap())
     }

@@ -38,6 +38,7 @@ fn set(
         description: String::new(),
         thresholds: vec![(HashKind::Pdq, pdq_t)],
         severity: Vec::new(),
+        video_share: Default::default(),
     };
     Arc::new(HashSetFile::parse(t.to_set_bytes(&header).unwrap().0).unwrap())
 }

@@ -5,10 +5,20 @@
 //! `compared_percent` the share of the listed video's. A listed video matches when both reach
 //! their minimums (80 and 0 by default).
 //!
-//! This is the brute-force definition, `O(query × listed)` per pair. The index will answer the
-//! same question for a whole list through the Hamming index; this stays as its oracle.
+//! [`share`] is the brute-force definition, `O(query × listed)` per pair, kept as the oracle
+//! of [`VideoFrames`]: a list's video frames in a Hamming index, which answers the same
+//! question for every video of a list with one range search per query frame.
 
+use std::collections::HashMap;
+
+use std::sync::Arc;
+
+use super::column::Column;
+use super::hamming::{HammingError, HammingIndex};
+use super::{Decision, Hit, Index, KindSearch, Match, MatchOptions};
+use crate::kinds::HashKind;
 use crate::hashing::pdq::{MIN_TRUSTED_QUALITY, Pdq256};
+use crate::hashset::format::{HashSetFile, Section, VideoShare};
 use crate::kinds::hamming_bytes;
 
 /// Default share of the query's frames that must match a listed video.
@@ -79,6 +89,401 @@ pub fn share(query: &[Pdq256], listed: &[Pdq256], distance: u32) -> Share {
         query_percent: matched_query as f64 * 100.0 / query.len() as f64,
         compared_percent: matched_listed as f64 * 100.0 / listed.len() as f64,
         frames: matched_query,
+    }
+}
+
+/// The frames of a list's videos (its `vpdq` section) that count, indexed for range search.
+///
+/// The index holds each distinct PDQ hash among the frames of quality 50 and up once (its
+/// row); `members[starts[row]..starts[row + 1]]` are the section entries that hold it, one
+/// per video (a video lists each hash once), and `video_of` gives their videos.
+#[derive(Debug)]
+pub struct VideoFrames {
+    index: HammingIndex,
+    starts: Vec<u32>,
+    members: Vec<u32>,
+    video_of: Vec<u32>,
+    videos: Vec<Video>,
+}
+
+/// One listed video.
+#[derive(Debug, Clone, Copy)]
+struct Video {
+    /// One of its entries: its category and reference.
+    entry: u32,
+    /// Its frames that count (distinct hashes of quality 50 and up).
+    frames: u32,
+}
+
+/// A listed video that shares frames with a query video ([`VideoFrames::shares`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoHit {
+    /// One entry of the video in its section (for its category and reference).
+    pub entry: usize,
+    /// Query frames within the distance of one of its frames.
+    pub query_frames: u32,
+    /// Its frames within the distance of one of the query's.
+    pub listed_frames: u32,
+    /// Its frames that count.
+    pub frames: u32,
+    /// The smallest distance between a query frame and one of its frames.
+    pub distance: u32,
+}
+
+impl VideoHit {
+    /// Percent of the query's `query_len` frames that match.
+    pub fn query_percent(&self, query_len: usize) -> f64 {
+        f64::from(self.query_frames) * 100.0 / query_len.max(1) as f64
+    }
+
+    /// Percent of the video's frames that are matched.
+    pub fn compared_percent(&self) -> f64 {
+        f64::from(self.listed_frames) * 100.0 / f64::from(self.frames.max(1))
+    }
+
+    /// Whether the share reaches `rule`'s minimums (compared in whole hundredths of a
+    /// percent, as the rule is stored, so that 80% of 5 frames is exactly 4).
+    pub fn meets(&self, rule: VideoShare, query_len: usize) -> bool {
+        let at_least = |part: u32, whole: u64, min: u16| {
+            u64::from(part) * 10_000 >= u64::from(min) * whole
+        };
+        self.query_frames > 0
+            && at_least(self.query_frames, query_len as u64, rule.query)
+            && at_least(self.listed_frames, u64::from(self.frames), rule.compared)
+    }
+}
+
+impl VideoFrames {
+    /// Indexes the frames of `section` (the set's `vpdq` section) for searches at `threshold`.
+    pub fn build(
+        set: &HashSetFile,
+        section: &Section,
+        threshold: u32,
+    ) -> Result<VideoFrames, HammingError> {
+        let column = set.hashes(section);
+        let len = section.kind.byte_len();
+        let mut codes: Vec<u8> = Vec::new();
+        let mut starts: Vec<u32> = Vec::new();
+        let mut members: Vec<u32> = Vec::new();
+        let mut video_of: Vec<u32> = Vec::new();
+        let mut videos: Vec<Video> = Vec::new();
+        let mut ids: HashMap<(&str, &str), u32> = HashMap::new();
+        for i in 0..section.count {
+            let raw = &column[i * len..(i + 1) * len];
+            if raw[32] < MIN_TRUSTED_QUALITY {
+                continue;
+            }
+            // Sorted by hash, so entries with the same PDQ hash are one run (its members).
+            if codes.len() < 32 || codes[codes.len() - 32..] != raw[..32] {
+                codes.extend_from_slice(&raw[..32]);
+                starts.push(members.len() as u32);
+            }
+            let e = set.entry(section, i);
+            let next = videos.len() as u32;
+            let video = *ids.entry((e.category, e.reference)).or_insert(next);
+            if video == next {
+                videos.push(Video {
+                    entry: i as u32,
+                    frames: 0,
+                });
+            }
+            videos[video as usize].frames += 1;
+            members.push(i as u32);
+            video_of.push(video);
+        }
+        starts.push(members.len() as u32);
+        let rows: Vec<u32> = (0..(codes.len() / 32) as u32).collect();
+        let widths = HammingIndex::tuned_widths(rows.len(), 256, threshold)?;
+        let index = HammingIndex::over_rows(256, Column::Owned(codes), &rows, &widths)?;
+        Ok(VideoFrames {
+            index,
+            starts,
+            members,
+            video_of,
+            videos,
+        })
+    }
+
+    /// Number of videos with frames that count.
+    pub fn videos(&self) -> usize {
+        self.videos.len()
+    }
+
+    /// Memory held, in bytes (the index and the frame tables).
+    pub fn memory_bytes(&self) -> usize {
+        self.index.memory_bytes()
+            + 4 * (self.starts.len() + self.members.len() + self.video_of.len())
+            + std::mem::size_of::<Video>() * self.videos.len()
+    }
+
+    /// The section entries (one per video) whose frame hash is within `threshold` of `pdq`,
+    /// with the distance: how a still image or a single frame matches listed videos.
+    pub fn frames_near(&self, pdq: &[u8], threshold: u32, mut found: impl FnMut(usize, u32)) {
+        for (row, distance) in self.index.search(pdq, threshold) {
+            for &m in self.run(row) {
+                found(m as usize, distance);
+            }
+        }
+    }
+
+    /// The members of an indexed row.
+    fn run(&self, row: u32) -> &[u32] {
+        let row = row as usize;
+        &self.members[self.starts[row] as usize..self.starts[row + 1] as usize]
+    }
+
+    /// Every listed video with a frame within `threshold` of one of `query`'s (frames that
+    /// count, [`frames_that_count`]), with how many frames each side has in common. Exact:
+    /// the same shares as [`share`] against each video, from one range search per frame.
+    pub fn shares(&self, query: &[Pdq256], threshold: u32) -> Vec<VideoHit> {
+        // (query frame, indexed row, distance) for every pair within the threshold.
+        let mut pairs: Vec<(u32, u32, u32)> = Vec::new();
+        if self.index.prefers_batch(query.len()) {
+            let bytes: Vec<u8> = query.iter().flatten().copied().collect();
+            self.index.search_batch(&bytes, threshold, |j, row, distance| {
+                pairs.push((j, row, distance));
+            });
+        } else {
+            for (j, q) in query.iter().enumerate() {
+                self.index.search_each(q, threshold, |row, distance| {
+                    pairs.push((j as u32, row, distance));
+                });
+            }
+        }
+        // (video, query frame, distance) and (video, member): each side's frames in common.
+        let mut by_query: Vec<(u32, u32, u32)> = Vec::new();
+        let mut by_listed: Vec<(u32, u32)> = Vec::new();
+        for &(j, row, distance) in &pairs {
+            for (at, &m) in self.run(row).iter().enumerate() {
+                let video = self.video_of[self.starts[row as usize] as usize + at];
+                by_query.push((video, j, distance));
+                by_listed.push((video, m));
+            }
+        }
+        by_query.sort_unstable();
+        by_listed.sort_unstable();
+        by_listed.dedup();
+        let mut hits: Vec<VideoHit> = Vec::new();
+        let mut listed = by_listed.chunk_by(|a, b| a.0 == b.0);
+        for group in by_query.chunk_by(|a, b| a.0 == b.0) {
+            let video = group[0].0;
+            let mut query_frames = 0;
+            let mut last = None;
+            for &(_, j, _) in group {
+                if last != Some(j) {
+                    query_frames += 1;
+                    last = Some(j);
+                }
+            }
+            let listed_frames = listed.next().map_or(0, |g| g.len() as u32);
+            let v = self.videos[video as usize];
+            hits.push(VideoHit {
+                entry: v.entry as usize,
+                query_frames,
+                listed_frames,
+                frames: v.frames,
+                distance: group.iter().map(|g| g.2).min().unwrap_or(0),
+            });
+        }
+        hits
+    }
+}
+
+/// A listed video that a query video matches ([`Index::match_video`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoMatch {
+    pub list: Arc<str>,
+    pub version: u64,
+    /// The category's rank in its list's severity order (1 = most severe), if it has one.
+    pub severity: Option<u16>,
+    pub category: String,
+    pub reference: String,
+    /// Percent of the query's frames (that count) matched by the video's.
+    pub query_percent: f64,
+    /// Percent of the video's frames (that count) matched by the query's.
+    pub compared_percent: f64,
+    /// The query's frames that matched.
+    pub frames: u32,
+    /// The smallest distance between a frame of each.
+    pub distance: u32,
+}
+
+/// A listed still image within its threshold of one of the query video's frames, or a
+/// frame of the query video within the threshold of a listed video's frame whose video as a
+/// whole did not match: reported frame by frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameMatch {
+    /// The frame's position in the query's frames.
+    pub frame: usize,
+    pub found: Match,
+}
+
+/// The answer to one video query.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VideoAnswer {
+    /// The query's frames that count (quality 50 and up, each hash once).
+    pub frames: usize,
+    /// Listed videos that match by their share of frames, most severe first, then by the
+    /// share of the query they cover.
+    pub matches: Vec<VideoMatch>,
+    /// Listed still images that one of the query's frames matches (kind `pdq`).
+    pub images: Vec<FrameMatch>,
+    /// `(list, allow list)` for each match an allow list withheld.
+    pub suppressed: Vec<(Arc<str>, Arc<str>)>,
+}
+
+impl VideoAnswer {
+    /// `match` when a listed video or image matched; `low_quality` when no frame counts
+    /// (all under quality 50), since nothing can then be said either way.
+    pub fn decision(&self) -> Decision {
+        if !self.matches.is_empty() || !self.images.is_empty() {
+            Decision::Match
+        } else if self.frames == 0 {
+            Decision::LowQuality
+        } else {
+            Decision::NoMatch
+        }
+    }
+}
+
+impl Index {
+    /// Matches one video, given as its frames, against the lists `options` includes: the
+    /// listed videos whose share of frames in common reaches their list's rule (the set's,
+    /// raised to the operator's), and the listed still images within their threshold of one
+    /// of its frames. An allow list's video (or image) match withholds the video (or that
+    /// frame's image) matches of the lists it suppresses.
+    pub fn match_video(&self, query: &[Frame], options: &MatchOptions<'_>) -> VideoAnswer {
+        // The frames that count, each with its first position in the query.
+        let mut seen = std::collections::HashSet::new();
+        let (positions, counted): (Vec<usize>, Vec<Pdq256>) = query
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.quality >= MIN_TRUSTED_QUALITY && seen.insert(f.pdq))
+            .map(|(i, f)| (i, f.pdq))
+            .unzip();
+        let mut answer = VideoAnswer {
+            frames: counted.len(),
+            ..VideoAnswer::default()
+        };
+        if counted.is_empty() {
+            return answer;
+        }
+        // (list position, match) for videos and images, allow lists' apart.
+        let mut videos: Vec<(bool, VideoMatch)> = Vec::new();
+        let mut images: Vec<(bool, FrameMatch)> = Vec::new();
+        for (list, policy) in self.lists.iter().zip(&self.policies) {
+            let allow = policy.is_allow_list();
+            if !allow && !options.includes(&list.name) {
+                continue;
+            }
+            let header = list.set.header();
+            for k in &list.kinds {
+                let threshold = policy.threshold(k.kind, k.threshold);
+                match (&k.search, k.kind) {
+                    (KindSearch::Video { frames }, _) => {
+                        let rule = policy.video_share(header.video_share);
+                        for hit in frames.shares(&counted, threshold) {
+                            if !hit.meets(rule, counted.len()) {
+                                continue;
+                            }
+                            let e = list.set.entry(&k.section, hit.entry);
+                            videos.push((
+                                allow,
+                                VideoMatch {
+                                    list: Arc::clone(&list.name),
+                                    version: list.version,
+                                    severity: header.severity_of(e.category),
+                                    category: e.category.to_owned(),
+                                    reference: e.reference.to_owned(),
+                                    query_percent: hit.query_percent(counted.len()),
+                                    compared_percent: hit.compared_percent(),
+                                    frames: hit.query_frames,
+                                    distance: hit.distance,
+                                },
+                            ));
+                        }
+                    }
+                    (KindSearch::Perceptual { index }, HashKind::Pdq) => {
+                        for (j, q) in counted.iter().enumerate() {
+                            for (row, distance) in index.search(q, threshold) {
+                                let mut hits = Vec::new();
+                                let run = Hit {
+                                    query: j as u32,
+                                    entry: row as usize,
+                                    distance,
+                                };
+                                list.expand_run(k, run, &mut hits);
+                                for h in hits {
+                                    images.push((
+                                        allow,
+                                        FrameMatch {
+                                            frame: positions[j],
+                                            found: list.entry_match(k, h.entry, distance),
+                                        },
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let suppresses = |allow_list: &str, list: &str| {
+            self.lists
+                .iter()
+                .zip(&self.policies)
+                .find(|(l, _)| &*l.name == allow_list)
+                .is_some_and(|(_, p)| p.suppresses.iter().any(|t| t == list))
+        };
+        let allowed_videos: Vec<Arc<str>> = videos
+            .iter()
+            .filter(|(allow, _)| *allow)
+            .map(|(_, m)| Arc::clone(&m.list))
+            .collect();
+        let allowed_frames: Vec<(usize, Arc<str>)> = images
+            .iter()
+            .filter(|(allow, _)| *allow)
+            .map(|(_, m)| (m.frame, Arc::clone(&m.found.list)))
+            .collect();
+        for (allow, m) in videos {
+            if allow {
+                continue;
+            }
+            match allowed_videos.iter().find(|a| suppresses(a, &m.list)) {
+                Some(by) => answer.suppressed.push((m.list, Arc::clone(by))),
+                None => answer.matches.push(m),
+            }
+        }
+        for (allow, m) in images {
+            if allow {
+                continue;
+            }
+            let by = allowed_frames
+                .iter()
+                .find(|(frame, a)| *frame == m.frame && suppresses(a, &m.found.list));
+            match by {
+                Some((_, by)) => answer
+                    .suppressed
+                    .push((Arc::clone(&m.found.list), Arc::clone(by))),
+                None => answer.images.push(m),
+            }
+        }
+        answer.matches.sort_by(|a, b| {
+            (a.severity.is_none(), a.severity, &a.list)
+                .cmp(&(b.severity.is_none(), b.severity, &b.list))
+                .then(b.query_percent.total_cmp(&a.query_percent))
+                .then_with(|| a.reference.cmp(&b.reference))
+        });
+        answer.images.sort_by(|a, b| {
+            (a.frame, a.found.severity.is_none(), a.found.severity, a.found.distance).cmp(&(
+                b.frame,
+                b.found.severity.is_none(),
+                b.found.severity,
+                b.found.distance,
+            ))
+        });
+        answer
     }
 }
 

@@ -40,6 +40,7 @@ fn header(version: u64) -> Header {
         description: "property test".into(),
         thresholds: vec![(HashKind::Pdq, 20)],
         severity: Vec::new(),
+        video_share: Default::default(),
     }
 }
 

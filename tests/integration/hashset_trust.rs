@@ -52,6 +52,7 @@ impl Fixture {
             description: "test".into(),
             thresholds: vec![],
             severity: Vec::new(),
+            video_share: Default::default(),
         };
         t.to_set_bytes(&header).unwrap().0
     }

@@ -65,6 +65,7 @@ proptest! {
             description: String::new(),
             thresholds: vec![(kind, t)],
             severity: Vec::new(),
+            video_share: Default::default(),
         };
         let set = Arc::new(HashSetFile::parse(table.to_set_bytes(&header).unwrap().0).unwrap());
         let index = Index::build(vec![set]).unwrap();

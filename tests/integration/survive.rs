@@ -56,6 +56,7 @@ pub(crate) fn set_bytes(list: &str, version: u64, filler: usize) -> Vec<u8> {
         description: "synthetic test list".into(),
         thresholds: vec![],
         severity: Vec::new(),
+        video_share: Default::default(),
     };
     t.to_set_bytes(&header).unwrap().0
 }
@@ -874,6 +875,7 @@ fn a_partner_walking_a_pdq_list_is_stopped_before_it_recovers_the_entry() {
         description: "synthetic".into(),
         thresholds: vec![],
         severity: Vec::new(),
+        video_share: Default::default(),
     };
     let bytes = t.to_set_bytes(&header).unwrap().0;
     publish(

@@ -9,6 +9,7 @@ pub fn header(name: &str, version: u64) -> Header {
         description: "synthetic test list".to_owned(),
         thresholds: vec![(HashKind::Pdq, 31), (HashKind::Phash, 10)],
         severity: Vec::new(),
+        video_share: Default::default(),
     }
 }
 

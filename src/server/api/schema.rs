@@ -46,7 +46,7 @@ fn quality_schema() -> Value {
 
 /// One query: a `oneOf` over the kinds.
 fn query_schema() -> Value {
-    let variants: Vec<Value> = HashKind::ALL
+    let variants: Vec<Value> = HashKind::QUERY
         .iter()
         .map(|&kind| {
             let mut properties = json!({
@@ -99,7 +99,7 @@ pub(super) fn refine(doc: &mut Value) {
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut)
         && let Some(item) = paths.remove(generic)
     {
-        for kind in HashKind::ALL {
+        for kind in HashKind::QUERY {
             let mut item = item.clone();
             if let Some(get) = item.get_mut("get") {
                 if let Some(id) = get.get("operationId").and_then(Value::as_str) {
@@ -140,7 +140,7 @@ mod tests {
         assert_eq!(kind_pattern(HashKind::Md5), "^[mM][dD]5$");
         assert_eq!(kind_pattern(HashKind::Sha256), "^[sS][hH][aA]256$");
         let q = query_schema();
-        assert_eq!(q["oneOf"].as_array().unwrap().len(), HashKind::ALL.len());
+        assert_eq!(q["oneOf"].as_array().unwrap().len(), HashKind::QUERY.len());
         let pdq = &q["oneOf"][4];
         assert_eq!(pdq["properties"]["hash"]["pattern"], "^[0-9a-fA-F]{64}$");
         assert!(pdq["properties"].get("quality").is_some());
