@@ -502,7 +502,7 @@ mod tests {
             assert_eq!(usize::from(kind.code()), i);
             assert_eq!(HashKind::from_code(kind.code()), Some(kind));
         }
-        assert_eq!(HashKind::from_code(9), None);
+        assert_eq!(HashKind::from_code(10), None);
     }
 
     #[test]

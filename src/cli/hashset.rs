@@ -260,8 +260,11 @@ fn build(args: BuildArgs) -> anyhow::Result<Outcome> {
         description: args.description,
         thresholds,
         severity: args.severity,
-        video_share: VideoShare::from_percents(args.video_query_percent, args.video_compared_percent)
-            .map_err(|e| anyhow!("--video-{e}"))?,
+        video_share: VideoShare::from_percents(
+            args.video_query_percent,
+            args.video_compared_percent,
+        )
+        .map_err(|e| anyhow!("--video-{e}"))?,
     };
     header.validate().context("invalid header")?;
     let mut table = EntryTable::new();

@@ -13,8 +13,9 @@ use super::format::{
 use crate::kinds::hex_lower;
 
 pub const DELTA_MAGIC: &[u8; 8] = b"HSIEVDLT";
-/// The newest delta format version (2: as for sets, `url` entries and the severity order).
-pub const DELTA_FORMAT_VERSION: u16 = 2;
+/// The newest delta format version: the same as the set format's, since a delta's header and
+/// entries are written as the set's are.
+pub const DELTA_FORMAT_VERSION: u16 = super::format::FORMAT_VERSION;
 
 /// A parsed, structurally valid and digest-checked delta.
 #[derive(Debug, Clone)]
@@ -270,7 +271,7 @@ where
 mod tests {
     use super::*;
     use crate::hashset::format::tests::{header, hv};
-    use crate::kinds::HashKind;
+    use crate::kinds::{HashKind, HashValue};
 
     fn set(version: u64, entries: &[(HashKind, u8, &str)]) -> HashSetFile {
         let mut t = EntryTable::new();
@@ -305,6 +306,26 @@ mod tests {
         assert_eq!(delta.header().version, 2);
         let rebuilt = delta.apply(&v1).unwrap();
         assert_eq!(rebuilt, v2.bytes());
+    }
+
+    #[test]
+    fn videos_travel_in_deltas_as_frames() {
+        let frame = |fill: u8, quality: u8| HashValue::vpdq(&[fill; 32], quality);
+        let build = |version: u64, frames: &[(u8, u8, &str)]| {
+            let mut t = EntryTable::new();
+            t.push(hv(HashKind::Pdq, 1), "cat", "still").unwrap();
+            for &(fill, quality, reference) in frames {
+                t.push(frame(fill, quality), "cat", reference).unwrap();
+            }
+            HashSetFile::parse(t.to_set_bytes(&header("alpha", version)).unwrap().0).unwrap()
+        };
+        let v1 = build(1, &[(1, 90, "clip-a"), (2, 80, "clip-a"), (3, 70, "clip-b")]);
+        let v2 = build(2, &[(1, 90, "clip-a"), (3, 70, "clip-b"), (4, 100, "clip-c")]);
+        let bytes = diff(&v1, &v2).unwrap();
+        let delta = DeltaFile::parse(bytes).unwrap();
+        assert_eq!((delta.remove_count(), delta.add_count()), (1, 1));
+        assert_eq!(delta.apply(&v1).unwrap(), v2.bytes());
+        assert_eq!((v1.videos(), v2.videos()), (2, 3));
     }
 
     #[test]

@@ -216,9 +216,7 @@ impl Header {
             if share > 10_000 {
                 return Err(FormatError::invalid(
                     "video share",
-                    format!(
-                        "the {what} share is {share} hundredths of a percent, over 100%"
-                    ),
+                    format!("the {what} share is {share} hundredths of a percent, over 100%"),
                 ));
             }
         }

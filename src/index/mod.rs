@@ -393,7 +393,7 @@ impl Index {
                         let mut entries = Vec::new();
                         for &query in &by_kind[HashKind::Pdq as usize] {
                             let q = queries[query as usize].hash.as_bytes();
-                            frames.frames_near(q, threshold, |entry, distance| {
+                            frames.videos_near(q, threshold, |entry, distance| {
                                 entries.push(Hit {
                                     query,
                                     entry,

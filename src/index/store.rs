@@ -90,7 +90,9 @@ enum SectionToc {
     /// A `vpdq` section, rebuilt from the set at open: its frames' index is built over a
     /// copy of their hashes (the set stores each with its quality), and frame lists are far
     /// smaller than image lists.
-    Video { kind: String },
+    Video {
+        kind: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -499,7 +501,7 @@ mod tests {
                 .iter()
                 .filter_map(|k| match &k.search {
                     KindSearch::Perceptual { index } => Some(index),
-                    KindSearch::Exact { .. } => None,
+                    KindSearch::Exact { .. } | KindSearch::Video { .. } => None,
                 })
                 .flat_map(|i| i.parts().iter().filter_map(|t| t.sketch.as_deref()))
                 .map(<[u64]>::to_vec)

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use super::column::Column;
 use super::hamming::{HammingError, HammingIndex};
 use super::{Decision, Hit, Index, KindSearch, Match, MatchOptions};
-use crate::kinds::HashKind;
 use crate::hashing::pdq::{MIN_TRUSTED_QUALITY, Pdq256};
 use crate::hashset::format::{HashSetFile, Section, VideoShare};
+use crate::kinds::HashKind;
 use crate::kinds::hamming_bytes;
 
 /// Default share of the query's frames that must match a listed video.
@@ -144,9 +144,8 @@ impl VideoHit {
     /// Whether the share reaches `rule`'s minimums (compared in whole hundredths of a
     /// percent, as the rule is stored, so that 80% of 5 frames is exactly 4).
     pub fn meets(&self, rule: VideoShare, query_len: usize) -> bool {
-        let at_least = |part: u32, whole: u64, min: u16| {
-            u64::from(part) * 10_000 >= u64::from(min) * whole
-        };
+        let at_least =
+            |part: u32, whole: u64, min: u16| u64::from(part) * 10_000 >= u64::from(min) * whole;
         self.query_frames > 0
             && at_least(self.query_frames, query_len as u64, rule.query)
             && at_least(self.listed_frames, u64::from(self.frames), rule.compared)
@@ -216,13 +215,21 @@ impl VideoFrames {
             + std::mem::size_of::<Video>() * self.videos.len()
     }
 
-    /// The section entries (one per video) whose frame hash is within `threshold` of `pdq`,
-    /// with the distance: how a still image or a single frame matches listed videos.
-    pub fn frames_near(&self, pdq: &[u8], threshold: u32, mut found: impl FnMut(usize, u32)) {
+    /// The listed videos with a frame within `threshold` of `pdq`, each once, at its
+    /// closest frame: `found(entry, distance)` with one of the video's entries. This is how
+    /// a still image (or a single frame) matches listed videos.
+    pub fn videos_near(&self, pdq: &[u8], threshold: u32, mut found: impl FnMut(usize, u32)) {
+        let mut near: Vec<(u32, u32)> = Vec::new();
         for (row, distance) in self.index.search(pdq, threshold) {
-            for &m in self.run(row) {
-                found(m as usize, distance);
+            let start = self.starts[row as usize] as usize;
+            for at in 0..self.run(row).len() {
+                near.push((self.video_of[start + at], distance));
             }
+        }
+        near.sort_unstable();
+        near.dedup_by_key(|(video, _)| *video);
+        for (video, distance) in near {
+            found(self.videos[video as usize].entry as usize, distance);
         }
     }
 
@@ -240,9 +247,10 @@ impl VideoFrames {
         let mut pairs: Vec<(u32, u32, u32)> = Vec::new();
         if self.index.prefers_batch(query.len()) {
             let bytes: Vec<u8> = query.iter().flatten().copied().collect();
-            self.index.search_batch(&bytes, threshold, |j, row, distance| {
-                pairs.push((j, row, distance));
-            });
+            self.index
+                .search_batch(&bytes, threshold, |j, row, distance| {
+                    pairs.push((j, row, distance));
+                });
         } else {
             for (j, q) in query.iter().enumerate() {
                 self.index.search_each(q, threshold, |row, distance| {
@@ -308,9 +316,8 @@ pub struct VideoMatch {
     pub distance: u32,
 }
 
-/// A listed still image within its threshold of one of the query video's frames, or a
-/// frame of the query video within the threshold of a listed video's frame whose video as a
-/// whole did not match: reported frame by frame.
+/// A listed still image within its threshold of some of the query video's frames: the first
+/// such frame, and the smallest distance of any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameMatch {
     /// The frame's position in the query's frames.
@@ -326,7 +333,7 @@ pub struct VideoAnswer {
     /// Listed videos that match by their share of frames, most severe first, then by the
     /// share of the query they cover.
     pub matches: Vec<VideoMatch>,
-    /// Listed still images that one of the query's frames matches (kind `pdq`).
+    /// Listed still images that frames of the query match (kind `pdq`), each once.
     pub images: Vec<FrameMatch>,
     /// `(list, allow list)` for each match an allow list withheld.
     pub suppressed: Vec<(Arc<str>, Arc<str>)>,
@@ -404,25 +411,32 @@ impl Index {
                         }
                     }
                     (KindSearch::Perceptual { index }, HashKind::Pdq) => {
+                        // Each listed image once: at the first frame that matches it, with
+                        // the smallest distance of any frame.
+                        let mut first: HashMap<usize, (usize, u32)> = HashMap::new();
                         for (j, q) in counted.iter().enumerate() {
                             for (row, distance) in index.search(q, threshold) {
-                                let mut hits = Vec::new();
-                                let run = Hit {
+                                let mut run = Vec::new();
+                                let hit = Hit {
                                     query: j as u32,
                                     entry: row as usize,
                                     distance,
                                 };
-                                list.expand_run(k, run, &mut hits);
-                                for h in hits {
-                                    images.push((
-                                        allow,
-                                        FrameMatch {
-                                            frame: positions[j],
-                                            found: list.entry_match(k, h.entry, distance),
-                                        },
-                                    ));
+                                list.expand_run(k, hit, &mut run);
+                                for h in run {
+                                    let seen = first.entry(h.entry).or_insert((j, distance));
+                                    seen.1 = seen.1.min(distance);
                                 }
                             }
+                        }
+                        for (entry, (j, distance)) in first {
+                            images.push((
+                                allow,
+                                FrameMatch {
+                                    frame: positions[j],
+                                    found: list.entry_match(k, entry, distance),
+                                },
+                            ));
                         }
                     }
                     _ => {}
@@ -476,69 +490,22 @@ impl Index {
                 .then_with(|| a.reference.cmp(&b.reference))
         });
         answer.images.sort_by(|a, b| {
-            (a.frame, a.found.severity.is_none(), a.found.severity, a.found.distance).cmp(&(
-                b.frame,
-                b.found.severity.is_none(),
-                b.found.severity,
-                b.found.distance,
-            ))
+            (
+                a.frame,
+                a.found.severity.is_none(),
+                a.found.severity,
+                a.found.distance,
+            )
+                .cmp(&(
+                    b.frame,
+                    b.found.severity.is_none(),
+                    b.found.severity,
+                    b.found.distance,
+                ))
         });
         answer
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A pseudo-random hash per seed (splitmix64): any two are about 128 bits apart.
-    fn frame(seed: u8, quality: u8) -> Frame {
-        let mut state = u64::from(seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut pdq = [0u8; 32];
-        for chunk in pdq.chunks_exact_mut(8) {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-        }
-        Frame { pdq, quality }
-    }
-
-    fn flip(mut f: Frame, bits: usize) -> Frame {
-        for i in 0..bits {
-            f.pdq[i % 32] ^= 1 << (i / 32);
-        }
-        f
-    }
-
-    #[test]
-    fn low_quality_and_repeated_frames_do_not_count() {
-        let frames = [frame(1, 90), frame(1, 95), frame(2, 49), frame(3, 50)];
-        assert_eq!(
-            frames_that_count(&frames),
-            [frame(1, 0).pdq, frame(3, 0).pdq]
-        );
-    }
-
-    #[test]
-    fn shares_count_each_side_and_the_distance_is_inclusive() {
-        let listed: Vec<Pdq256> = (0..10).map(|s| frame(s, 100).pdq).collect();
-        // A clip: 4 of the listed frames, 31 bits off, and one unrelated frame.
-        let mut query: Vec<Pdq256> = (2..6).map(|s| flip(frame(s, 100), 31).pdq).collect();
-        query.push(frame(200, 100).pdq);
-        let s = share(&query, &listed, 31);
-        assert_eq!(s.frames, 4);
-        assert_eq!(s.query_percent, 80.0);
-        assert_eq!(s.compared_percent, 40.0);
-        assert!(s.matches(DEFAULT_QUERY_PERCENT, DEFAULT_COMPARED_PERCENT));
-        assert!(!s.matches(80.0, 50.0));
-        // One bit further and nothing is in common.
-        let far: Vec<Pdq256> = (2..6).map(|s| flip(frame(s, 100), 32).pdq).collect();
-        let s = share(&far, &listed, 31);
-        assert_eq!((s.frames, s.query_percent), (0, 0.0));
-        assert!(!s.matches(0.0, 0.0));
-        assert_eq!(share(&[], &listed, 31).frames, 0);
-        assert_eq!(share(&query, &[], 31).compared_percent, 0.0);
-    }
-}
+mod tests;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::kinds::hex_lower;
 
 pub fn header(name: &str, version: u64) -> Header {
     Header {
@@ -60,7 +61,10 @@ fn version_two_only_for_url_entries_or_a_severity_order() {
     t.write_canonical(&mut w);
     w.seal();
     let e = HashSetFile::parse(w.buf).unwrap_err().to_string();
-    assert!(e.contains("must be written as version 1"), "{e}");
+    assert!(
+        e.contains("is written as format version 1, this one says 2"),
+        "{e}"
+    );
     assert!(HashSetFile::parse(reseal(plain, 3)).is_err());
     // Version 1 has no severity block: read as version 1, the header runs into the entries.
     assert!(HashSetFile::parse(reseal(with_severity, 1)).is_err());
@@ -172,4 +176,108 @@ fn limits_on_entries() {
         t.push(hv(HashKind::Md5, 0), "", &"r".repeat(1025)),
         Err(EntryError::ReferenceTooLong(1025))
     );
+}
+
+fn frame(fill: u8, quality: u8) -> HashValue {
+    HashValue::vpdq(&[fill; 32], quality)
+}
+
+#[test]
+fn video_frames_need_version_three_and_keep_one_quality_per_hash() {
+    let mut t = EntryTable::new();
+    t.push(frame(1, 60), "A", "video-1").unwrap();
+    t.push(frame(1, 90), "A", "video-1").unwrap();
+    t.push(frame(1, 70), "A", "video-2").unwrap();
+    t.push(frame(2, 40), "A", "video-1").unwrap();
+    t.push(hv(HashKind::Pdq, 3), "B", "image").unwrap();
+    assert_eq!(
+        t.push(frame(4, 90), "A", ""),
+        Err(EntryError::FrameWithoutReference)
+    );
+    assert_eq!(
+        t.push(frame(4, 101), "A", "v"),
+        Err(EntryError::FrameQuality(101))
+    );
+    let mut h = header("videos", 1);
+    h.video_share = VideoShare::from_percents(70.0, 12.5).unwrap();
+    let (bytes, _) = t.to_set_bytes(&h).unwrap();
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 3);
+    let set = HashSetFile::parse(bytes).unwrap();
+    assert_eq!(set.header().video_share.query_percent(), 70.0);
+    assert_eq!(set.header().video_share.compared_percent(), 12.5);
+    let frames: Vec<(String, &str)> = set
+        .entries()
+        .filter(|e| e.hash.kind() == HashKind::Vpdq)
+        .map(|e| (e.hash.to_hex(), e.reference))
+        .collect();
+    let hex = |fill: u8, q: u8| format!("{}:{q}", hex_lower(&[fill; 32]));
+    // video-1's hash 1 stays once, at its best quality 90.
+    assert_eq!(
+        frames,
+        [
+            (hex(1, 70), "video-2"),
+            (hex(1, 90), "video-1"),
+            (hex(2, 40), "video-1")
+        ]
+    );
+    assert_eq!(set.videos(), 2);
+    // A non-default share alone needs version 3; none of it, no version 3.
+    let mut plain = EntryTable::new();
+    plain.push(hv(HashKind::Pdq, 3), "B", "image").unwrap();
+    let (bytes, _) = plain.to_set_bytes(&h).unwrap();
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 3);
+    assert!(VideoShare::from_percents(101.0, 0.0).is_err());
+    assert!(VideoShare::from_percents(f64::NAN, 0.0).is_err());
+}
+
+#[test]
+fn hostile_video_entries_are_refused() {
+    let write = |version: u16, entries: &[(HashValue, &str)]| {
+        let mut w = Writer::default();
+        w.bytes(SET_MAGIC);
+        w.u16(version);
+        header("v", 1).write(&mut w, version);
+        w.u16(1);
+        w.str16("A");
+        w.u8(1);
+        w.u8(HashKind::Vpdq.code());
+        w.u64(entries.len() as u64);
+        for (h, _) in entries {
+            w.bytes(h.as_bytes());
+        }
+        for _ in entries {
+            w.u16(0);
+        }
+        let mut end = 0u32;
+        for (_, r) in entries {
+            end += r.len() as u32;
+            w.u32(end);
+        }
+        for (_, r) in entries {
+            w.bytes(r.as_bytes());
+        }
+        w.seal();
+        HashSetFile::parse(w.buf)
+    };
+    assert!(write(3, &[(frame(1, 60), "v")]).is_ok());
+    let e = write(2, &[(frame(1, 60), "v")]).unwrap_err().to_string();
+    assert!(e.contains("written as format version 3"), "{e}");
+    let e = write(3, &[(frame(1, 60), "")]).unwrap_err().to_string();
+    assert!(e.contains("no reference"), "{e}");
+    let e = write(3, &[(frame(1, 200), "v")]).unwrap_err().to_string();
+    assert!(e.contains("quality 200"), "{e}");
+    // The same hash twice in one video (with two qualities), even with another video's
+    // entry between them.
+    let e = write(
+        3,
+        &[
+            (frame(1, 60), "v"),
+            (frame(1, 70), "w"),
+            (frame(1, 80), "v"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("repeats a frame hash"), "{e}");
+    assert!(write(3, &[(frame(1, 60), "v"), (frame(1, 70), "w")]).is_ok());
 }
