@@ -1,4 +1,4 @@
-//! The partner's client for `POST /v1/match`: sends hashes (never files) in batches with the
+//! The partner's client for `POST /v1/match` (and `/v1/match/video`): sends hashes (never files) in batches with the
 //! partner's bearer key, waits and retries when rate-limited, and turns problem+json answers
 //! into errors that say what the server said.
 
@@ -7,8 +7,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::index::Query;
+use crate::index::vpdq::Frame;
 use crate::wire::{
-    MatchRequest, MatchResponse, QueryIn, URL_PREFIX_BYTES, UrlPrefixRequest, UrlPrefixResponse,
+    FrameIn, MatchRequest, MatchResponse, QueryIn, URL_PREFIX_BYTES, UrlPrefixRequest,
+    UrlPrefixResponse, VideoRequest, VideoResponse,
 };
 
 /// Why a batch could not be matched.
@@ -114,6 +116,17 @@ impl Client {
                 ),
             });
         }
+        Ok(parsed)
+    }
+
+    /// Matches one video, given as its frames (at most the server's
+    /// `limits.max_video_frames`): the listed videos and images it matches.
+    pub fn match_video(&self, frames: &[Frame]) -> Result<VideoResponse<'static>, ClientError> {
+        let body = VideoRequest {
+            frames: frames.iter().map(FrameIn::of).collect(),
+            lists: None,
+        };
+        let (_, parsed) = self.post("/v1/match/video", &body)?;
         Ok(parsed)
     }
 

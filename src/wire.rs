@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::index::{Decision, Query, Verdict};
+use crate::index::vpdq::Frame;
+use crate::index::{Decision, Query, Verdict, VideoAnswer};
 use crate::kinds::{HashKind, HashValue};
 
 /// `POST /v1/match` body.
@@ -268,6 +269,211 @@ pub struct PrefixEntry<'a> {
     pub hash: Cow<'a, str>,
     #[serde(flatten)]
     pub entry: MatchOut<'a>,
+}
+
+/// `POST /v1/match/video` body: one video, as the frames its vPDQ hash selected.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VideoRequest {
+    /// The video's frames, in order (a `hashsieve hash` record's `vpdq` array as it is).
+    pub frames: Vec<FrameIn>,
+    /// Match against only these lists (each must be entitled); all entitled lists if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lists: Option<Vec<String>>,
+}
+
+/// One frame of a query video.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FrameIn {
+    /// The frame's PDQ hash, 64 hex digits (`pdq` is accepted as the field's name too).
+    #[serde(alias = "pdq")]
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
+    pub hash: String,
+    /// The frame's PDQ quality (0-100); frames under 50 do not count.
+    #[serde(deserialize_with = "required_quality")]
+    #[schema(minimum = 0, maximum = 100)]
+    pub quality: u8,
+    /// The frame's number in the video, as `hashsieve hash` writes it; not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub frame: Option<u64>,
+    /// The frame's time in seconds, as `hashsieve hash` writes it; not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<f64>,
+}
+
+impl FrameIn {
+    /// How a client sends `frame`.
+    pub fn of(frame: &Frame) -> FrameIn {
+        FrameIn {
+            hash: crate::kinds::hex_lower(&frame.pdq),
+            quality: frame.quality,
+            frame: None,
+            timestamp: None,
+        }
+    }
+
+    /// The frame, or which field is wrong and why (`hash: ...`, `quality: ...`).
+    pub fn to_frame(&self) -> Result<Frame, String> {
+        let hash = HashValue::parse(HashKind::Pdq, &self.hash).map_err(|e| format!("hash: {e}"))?;
+        if self.quality > 100 {
+            return Err(format!("quality: {} is over 100", self.quality));
+        }
+        let mut pdq = [0u8; 32];
+        pdq.copy_from_slice(hash.code());
+        Ok(Frame {
+            pdq,
+            quality: self.quality,
+        })
+    }
+}
+
+fn required_quality<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    whole_quality(d)?.ok_or_else(|| serde::de::Error::custom("quality must be a number"))
+}
+
+/// The verdict for one video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VideoVerdictOut<'a> {
+    /// The query (offline and `--server` answers carry it): kind `vpdq` and the number of
+    /// frames sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<VideoEcho>,
+    /// `match` when a listed video matched by its share of frames or a listed image matched
+    /// a frame; `low_quality` when no frame reaches quality 50; else `no_match`.
+    pub verdict: VerdictName,
+    /// The highest severity among the matches (1 = most severe), if any has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<u16>,
+    /// The query's frames that count: quality 50 and up, each hash once.
+    pub frames: usize,
+    /// Listed videos the query matches, most severe first.
+    pub matches: Vec<VideoMatchOut<'a>>,
+    /// Listed still images that a frame of the query matches, by frame.
+    #[serde(default)]
+    pub images: Vec<FrameMatchOut<'a>>,
+}
+
+/// The query video a verdict answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VideoEcho {
+    /// Always `vpdq`.
+    #[schema(value_type = String)]
+    pub kind: Cow<'static, str>,
+    /// The frames sent.
+    pub frames: usize,
+}
+
+/// A listed video that matched, as the partner may see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VideoMatchOut<'a> {
+    #[schema(value_type = String)]
+    pub list: Cow<'a, str>,
+    pub version: u64,
+    /// Always `vpdq`.
+    #[schema(value_type = String)]
+    pub kind: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<u16>,
+    #[schema(value_type = String)]
+    pub category: Cow<'a, str>,
+    /// The maintainer's reference of the listed video.
+    #[serde(rename = "ref")]
+    #[schema(value_type = String)]
+    pub reference: Cow<'a, str>,
+    /// Percent of the query's frames (that count) within the distance of one of the video's.
+    pub query_percent: f64,
+    /// Percent of the video's frames (that count) within the distance of one of the query's.
+    pub compared_percent: f64,
+    /// The query's frames that matched.
+    pub frames: u32,
+    /// The smallest distance between a frame of each; coarsened or absent per the
+    /// partner's policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance: Option<u32>,
+}
+
+/// A listed still image that a frame of the query video matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FrameMatchOut<'a> {
+    /// The first frame (its position among the frames sent) that matched the image.
+    pub frame: usize,
+    #[serde(flatten)]
+    pub found: MatchOut<'a>,
+}
+
+/// Percentages to two decimals: the rule is decided on whole frame counts, so nothing is
+/// lost, and a partner reads `83.33`, not `83.33333333333333`.
+fn percent(p: f64) -> f64 {
+    (p * 100.0).round() / 100.0
+}
+
+impl<'a> VideoVerdictOut<'a> {
+    /// `answer` as a partner sees it (distances through `distance`, its disclosure policy),
+    /// echoing the query's frame count if given.
+    pub fn new(
+        answer: &'a VideoAnswer,
+        sent: Option<usize>,
+        distance: impl Fn(u32) -> Option<u32>,
+    ) -> VideoVerdictOut<'a> {
+        let severity = answer
+            .matches
+            .iter()
+            .filter_map(|m| m.severity)
+            .chain(answer.images.iter().filter_map(|m| m.found.severity))
+            .min();
+        VideoVerdictOut {
+            query: sent.map(|frames| VideoEcho {
+                kind: Cow::Borrowed(HashKind::Vpdq.name()),
+                frames,
+            }),
+            verdict: answer.decision().into(),
+            severity,
+            frames: answer.frames,
+            matches: answer
+                .matches
+                .iter()
+                .map(|m| VideoMatchOut {
+                    list: Cow::Borrowed(&m.list),
+                    version: m.version,
+                    kind: Cow::Borrowed(HashKind::Vpdq.name()),
+                    severity: m.severity,
+                    category: Cow::Borrowed(&m.category),
+                    reference: Cow::Borrowed(&m.reference),
+                    query_percent: percent(m.query_percent),
+                    compared_percent: percent(m.compared_percent),
+                    frames: m.frames,
+                    distance: distance(m.distance),
+                })
+                .collect(),
+            images: answer
+                .images
+                .iter()
+                .map(|m| FrameMatchOut {
+                    frame: m.frame,
+                    found: MatchOut {
+                        list: Cow::Borrowed(&m.found.list),
+                        version: m.found.version,
+                        kind: Cow::Borrowed(m.found.kind.name()),
+                        severity: m.found.severity,
+                        category: Cow::Borrowed(&m.found.category),
+                        reference: Cow::Borrowed(&m.found.reference),
+                        distance: distance(m.found.distance),
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `POST /v1/match/video` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VideoResponse<'a> {
+    #[serde(flatten)]
+    pub verdict: VideoVerdictOut<'a>,
+    /// List name to the version matched against.
+    pub lists: BTreeMap<String, u64>,
 }
 
 #[cfg(test)]

@@ -516,6 +516,12 @@ fn inspect(path: &Path, json: bool, trusted_comment: bool) -> anyhow::Result<Out
                 .map(|(k, n)| (k.name().to_owned(), n.into()))
                 .collect();
             doc["entries"] = s.len().into();
+            // Each set is written in the oldest format version that holds it.
+            doc["format_version"] = crate::hashset::format::version_for(
+                s.header(),
+                s.counts().into_iter().map(|(k, _)| k),
+            )
+            .into();
             doc["counts"] = counts.into();
             doc["categories"] = s.categories().into();
             doc["videos"] = s.videos().into();

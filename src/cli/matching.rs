@@ -11,9 +11,10 @@ use anyhow::{Context as _, anyhow, bail};
 use serde::Serialize;
 
 use super::Outcome;
-use crate::index::query::parse_line;
+use crate::index::query::{parse_input, parse_line};
+use crate::index::vpdq::Frame;
 use crate::index::{Decision, Index, MatchOptions, Query, store};
-use crate::wire::{QueryEcho, VerdictName, VerdictOut};
+use crate::wire::{QueryEcho, VerdictName, VerdictOut, VideoEcho, VideoVerdictOut};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct MatchArgs {
@@ -138,6 +139,7 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
     let mut batch: Vec<Query> = Vec::with_capacity(BATCH);
     let (mut queries, mut matched, mut bad_lines) = (0usize, 0usize, 0usize);
     let mut query_s = 0.0f64;
+    let (mut videos, mut video_s, mut video_matched) = (0usize, 0.0f64, false);
     let mut flush = |batch: &mut Vec<Query>, out: &mut dyn Write| -> anyhow::Result<()> {
         let t = Instant::now();
         let verdicts = index.match_batch(batch, &MatchOptions::ALL).verdicts;
@@ -153,8 +155,22 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
     };
     for (i, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("{name}: cannot read"))?;
-        match parse_line(&line) {
-            Ok(qs) => batch.extend(qs),
+        match parse_input(&line) {
+            Ok(input) => {
+                batch.extend(input.queries);
+                if let Some(frames) = input.video {
+                    // In input order: the queries before it first, then the video's verdict.
+                    flush(&mut batch, &mut out)?;
+                    let t = Instant::now();
+                    let answer = index.match_video(&frames, &MatchOptions::ALL);
+                    video_s += t.elapsed().as_secs_f64();
+                    videos += 1;
+                    video_matched |= answer.decision() == Decision::Match;
+                    let verdict = VideoVerdictOut::new(&answer, Some(frames.len()), Some);
+                    serde_json::to_writer(&mut out, &verdict)?;
+                    out.write_all(b"\n")?;
+                }
+            }
             Err(e) => {
                 bad_lines += 1;
                 eprintln!("hashsieve: {name}:{}: {e}", i + 1);
@@ -165,6 +181,11 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
         }
     }
     flush(&mut batch, &mut out)?;
+    let (queries, query_s, matched) = (
+        queries + videos,
+        query_s + video_s,
+        matched + usize::from(video_matched),
+    );
     out.flush()?;
     if args.stats {
         let stats = serde_json::json!({
@@ -185,6 +206,35 @@ struct FileVerdict<'a> {
     path: std::borrow::Cow<'a, str>,
     #[serde(flatten)]
     verdict: VerdictOut<'static>,
+}
+
+/// A `--server` line for a video file: its path and the server's video verdict.
+#[derive(Serialize)]
+struct FileVideoVerdict<'a> {
+    path: std::borrow::Cow<'a, str>,
+    #[serde(flatten)]
+    verdict: VideoVerdictOut<'static>,
+}
+
+/// The frames of a hashed video, as `hashsieve hash` records them.
+fn record_frames(record: &crate::hashing::FileRecord) -> anyhow::Result<Option<Vec<Frame>>> {
+    let Some(frames) = &record.vpdq else {
+        return Ok(None);
+    };
+    let frames = frames
+        .iter()
+        .map(|f| {
+            let hash = crate::kinds::HashValue::parse(crate::kinds::HashKind::Pdq, &f.pdq)
+                .map_err(|e| anyhow!("{}: frame {}: {e}", record.path, f.frame))?;
+            let mut pdq = [0u8; 32];
+            pdq.copy_from_slice(hash.code());
+            Ok(Frame {
+                pdq,
+                quality: f.quality,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Some(frames))
 }
 
 /// `--server` mode: hash the paths in parallel, send the hashes in batches, print one line per
@@ -208,6 +258,7 @@ fn run_server(url: &str, args: &MatchArgs) -> anyhow::Result<Outcome> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut matched, mut failed) = (false, 0usize);
+    let mut video_matched = false;
     let mut pending: Vec<(usize, Query)> = Vec::new();
     let mut send = |pending: &mut Vec<(usize, Query)>, out: &mut dyn Write| -> anyhow::Result<()> {
         if pending.is_empty() {
@@ -248,6 +299,27 @@ fn run_server(url: &str, args: &MatchArgs) -> anyhow::Result<Outcome> {
                 send(&mut pending, &mut out)?;
                 pending = rest;
             }
+            if let Some(frames) = record_frames(record)? {
+                // The file's digests first, then its video verdict, in file order.
+                while !pending.is_empty() {
+                    let rest = pending.split_off(args.batch.min(pending.len()));
+                    send(&mut pending, &mut out)?;
+                    pending = rest;
+                }
+                let answer = client.match_video(&frames)?;
+                let mut verdict = answer.verdict;
+                video_matched |= verdict.verdict == VerdictName::Match;
+                verdict.query = Some(VideoEcho {
+                    kind: std::borrow::Cow::Borrowed(crate::kinds::HashKind::Vpdq.name()),
+                    frames: frames.len(),
+                });
+                let line = FileVideoVerdict {
+                    path: files[c * chunk + i].to_string_lossy(),
+                    verdict,
+                };
+                serde_json::to_writer(&mut out, &line)?;
+                out.write_all(b"\n")?;
+            }
         }
     }
     while !pending.is_empty() {
@@ -256,5 +328,8 @@ fn run_server(url: &str, args: &MatchArgs) -> anyhow::Result<Outcome> {
         pending = rest;
     }
     out.flush()?;
-    Ok(Outcome::of(missing > 0 || failed > 0, matched))
+    Ok(Outcome::of(
+        missing > 0 || failed > 0,
+        matched || video_matched,
+    ))
 }

@@ -242,6 +242,7 @@ impl Config {
         let l = &raw.limits;
         for (key, value) in [
             ("limits.max_batch", l.max_batch as u64),
+            ("limits.max_video_frames", l.max_video_frames as u64),
             ("limits.max_body_bytes", l.max_body_bytes as u64),
             ("limits.request_timeout_ms", l.request_timeout_ms),
             ("limits.max_set_bytes", l.max_set_bytes),

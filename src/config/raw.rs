@@ -57,6 +57,10 @@ pub(super) fn default_audit_log() -> PathBuf {
 pub struct Limits {
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Most frames one `POST /v1/match/video` may send (at a hash a second, 20 000 is five
+    /// and a half hours of video).
+    #[serde(default = "default_max_video_frames")]
+    pub max_video_frames: usize,
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     #[serde(default = "default_request_timeout_ms")]
@@ -96,6 +100,9 @@ pub struct Limits {
 pub(super) fn default_max_batch() -> usize {
     10_000
 }
+pub(super) fn default_max_video_frames() -> usize {
+    20_000
+}
 pub(super) fn default_max_body_bytes() -> usize {
     16 << 20
 }
@@ -128,6 +135,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_batch: default_max_batch(),
+            max_video_frames: default_max_video_frames(),
             max_body_bytes: default_max_body_bytes(),
             request_timeout_ms: default_request_timeout_ms(),
             max_set_bytes: default_max_set_bytes(),

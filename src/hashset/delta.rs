@@ -319,8 +319,14 @@ mod tests {
             }
             HashSetFile::parse(t.to_set_bytes(&header("alpha", version)).unwrap().0).unwrap()
         };
-        let v1 = build(1, &[(1, 90, "clip-a"), (2, 80, "clip-a"), (3, 70, "clip-b")]);
-        let v2 = build(2, &[(1, 90, "clip-a"), (3, 70, "clip-b"), (4, 100, "clip-c")]);
+        let v1 = build(
+            1,
+            &[(1, 90, "clip-a"), (2, 80, "clip-a"), (3, 70, "clip-b")],
+        );
+        let v2 = build(
+            2,
+            &[(1, 90, "clip-a"), (3, 70, "clip-b"), (4, 100, "clip-c")],
+        );
         let bytes = diff(&v1, &v2).unwrap();
         let delta = DeltaFile::parse(bytes).unwrap();
         assert_eq!((delta.remove_count(), delta.add_count()), (1, 1));

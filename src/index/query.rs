@@ -1,15 +1,31 @@
 //! Parsing match queries: `kind:hex` lines (PDQ may add `:quality`) or the NDJSON records of
-//! `hashsieve hash` (one query per hash in the record, in kind order).
+//! `hashsieve hash` (one query per hash in the record, in kind order, and the record's video
+//! when it has a `vpdq` array).
 
 use crate::kinds::{HashKind, HashValue};
 
 use super::Query;
+use super::vpdq::Frame;
 
-/// Parses one input line into its queries (none for a blank line).
+/// What one input line asks.
+#[derive(Debug, Default, PartialEq)]
+pub struct Line {
+    pub queries: Vec<Query>,
+    /// A video's frames (a hash record of a video file), matched as one video.
+    pub video: Option<Vec<Frame>>,
+}
+
+/// Parses one input line into its queries (none for a blank line); a record's video frames
+/// are not queries and are left out (see [`parse_input`]).
 pub fn parse_line(line: &str) -> Result<Vec<Query>, String> {
+    parse_input(line).map(|l| l.queries)
+}
+
+/// Parses one input line into its queries and, for a hash record of a video, its frames.
+pub fn parse_input(line: &str) -> Result<Line, String> {
     let line = line.trim();
     if line.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Line::default());
     }
     if line.starts_with('{') {
         return parse_record(line);
@@ -33,7 +49,10 @@ pub fn parse_line(line: &str) -> Result<Vec<Query>, String> {
     if parts.next().is_some() {
         return Err(format!("too many ':' fields in {:?}", truncate(line)));
     }
-    Ok(vec![Query { hash, quality }])
+    Ok(Line {
+        queries: vec![Query { hash, quality }],
+        video: None,
+    })
 }
 
 fn parse_quality(q: &str) -> Result<u8, String> {
@@ -47,7 +66,7 @@ fn truncate(s: &str) -> String {
     s.chars().take(80).collect()
 }
 
-fn parse_record(line: &str) -> Result<Vec<Query>, String> {
+fn parse_record(line: &str) -> Result<Line, String> {
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("not a hashsieve hash record: {e}"))?;
     let object = value
@@ -76,7 +95,40 @@ fn parse_record(line: &str) -> Result<Vec<Query>, String> {
             quality: if kind == HashKind::Pdq { quality } else { None },
         });
     }
-    Ok(queries)
+    let video = match object.get(HashKind::Vpdq.name()) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(frames) => Some(parse_frames(frames)?),
+    };
+    Ok(Line { queries, video })
+}
+
+/// A record's `vpdq` array: `[{"pdq","quality",...}]` (the frame number and timestamp are
+/// not needed to match).
+fn parse_frames(frames: &serde_json::Value) -> Result<Vec<Frame>, String> {
+    let frames = frames
+        .as_array()
+        .ok_or_else(|| "field vpdq must be an array of frames".to_owned())?;
+    frames
+        .iter()
+        .enumerate()
+        .map(|(n, f)| {
+            let hex = f["pdq"]
+                .as_str()
+                .ok_or_else(|| format!("vpdq frame {n}: pdq must be a hex string"))?;
+            let hash =
+                HashValue::parse(HashKind::Pdq, hex).map_err(|e| format!("vpdq frame {n}: {e}"))?;
+            let quality = f["quality"]
+                .as_u64()
+                .and_then(|q| u8::try_from(q).ok())
+                .filter(|&q| q <= 100)
+                .ok_or_else(|| {
+                    format!("vpdq frame {n}: quality must be a whole number from 0 to 100")
+                })?;
+            let mut pdq = [0u8; 32];
+            pdq.copy_from_slice(hash.code());
+            Ok(Frame { pdq, quality })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -122,10 +174,41 @@ mod tests {
         assert_eq!(q[1].quality, Some(40));
         assert_eq!(q[0].quality, None);
         assert!(parse_line("{bad json").is_err());
+        assert_eq!(parse_input(&line).unwrap().video, None);
         assert!(
             parse_line(r#"{"md5": 5}"#)
                 .unwrap_err()
                 .contains("hex string")
         );
+    }
+
+    #[test]
+    fn video_records_give_their_frames() {
+        let line = format!(
+            r#"{{"path":"a.mp4","bytes":1,"md5":"{}","vpdq":[{{"frame":0,"timestamp":0.0,"pdq":"{}","quality":90}},{{"frame":30,"timestamp":1.0,"pdq":"{}","quality":12}}]}}"#,
+            "00".repeat(16),
+            "11".repeat(32),
+            "AB".repeat(32)
+        );
+        let input = parse_input(&line).unwrap();
+        assert_eq!(input.queries.len(), 1);
+        let frames = input.video.unwrap();
+        assert_eq!(frames.len(), 2);
+        assert_eq!((frames[0].pdq, frames[0].quality), ([0x11; 32], 90));
+        assert_eq!((frames[1].pdq, frames[1].quality), ([0xab; 32], 12));
+        // The queries alone, as /v1/match/ndjson reads them.
+        assert_eq!(parse_line(&line).unwrap().len(), 1);
+        for (bad, why) in [
+            (r#"{"vpdq":{}}"#, "must be an array"),
+            (r#"{"vpdq":[{"pdq":5,"quality":1}]}"#, "frame 0: pdq"),
+            (r#"{"vpdq":[{"pdq":"00","quality":1}]}"#, "frame 0:"),
+        ] {
+            assert!(parse_input(bad).unwrap_err().contains(why), "{bad}");
+        }
+        let over = format!(
+            r#"{{"vpdq":[{{"pdq":"{}","quality":101}}]}}"#,
+            "11".repeat(32)
+        );
+        assert!(parse_input(&over).unwrap_err().contains("frame 0: quality"));
     }
 }

@@ -72,6 +72,13 @@ pub struct ListStatus {
     /// the operator's where the config sets one.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub thresholds: BTreeMap<String, u32>,
+    /// The videos the list holds (its `vpdq` entries are their frames), when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub videos: Option<usize>,
+    /// The share of frames a video match needs, when the list has videos: the set's
+    /// minimums, raised to the operator's where the config sets them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoRule>,
     /// An allow list: the lists whose matches its entries suppress.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub suppresses: Vec<String>,
@@ -92,6 +99,15 @@ impl ListStatus {
         self.expires_unix
             .is_none_or(|e| crate::clock::serving(e, now))
     }
+}
+
+/// The minimum shares of frames of a video match, in percent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct VideoRule {
+    /// Of the query's frames that count, the share that must match the listed video's.
+    pub query_percent: f64,
+    /// Of the listed video's frames that count, the share that must be matched.
+    pub compared_percent: f64,
 }
 
 /// The last file a list refused, and why.

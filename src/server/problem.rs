@@ -42,6 +42,7 @@ pub const CATALOGUE: &[(&str, u16, &str)] = &[
     ("method-not-allowed", 405, "Method not allowed"),
     ("body-too-large", 413, "Request body too large"),
     ("batch-too-large", 413, "Too many queries in one request"),
+    ("video-too-long", 413, "Too many frames in one video"),
     ("invalid-query", 422, "Invalid query"),
     ("update-refused", 422, "Hash set refused"),
     ("rate-limited", 429, "Rate limit exceeded"),
@@ -143,6 +144,15 @@ impl Problem {
             "batch-too-large",
             format!(
                 "{queries} queries; at most {max} per request (or stream any number to /v1/match/ndjson)"
+            ),
+        )
+    }
+
+    pub fn video_too_long(frames: usize, max: usize) -> Problem {
+        Problem::of(
+            "video-too-long",
+            format!(
+                "{frames} frames; at most {max} per video (limits.max_video_frames): hash it at fewer frames a second (--seconds-per-hash)"
             ),
         )
     }

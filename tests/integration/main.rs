@@ -14,3 +14,4 @@ mod survive;
 mod urls;
 mod util;
 mod video;
+mod video_lists;

@@ -54,7 +54,19 @@ pub(super) async fn lists(State(state): Shared, Known(caller): Known) -> Respons
                 s.suppresses = policy.suppresses.clone();
             }
             if let Some(list) = snapshot.index.list(&s.name) {
-                s.severity = list.set().header().severity.clone();
+                let header = list.set().header();
+                s.severity = header.severity.clone();
+                if s.videos.is_some() {
+                    let rule = state
+                        .shared
+                        .policies
+                        .get(&s.name)
+                        .map_or(header.video_share, |p| p.video_share(header.video_share));
+                    s.video = Some(crate::server::VideoRule {
+                        query_percent: rule.query_percent(),
+                        compared_percent: rule.compared_percent(),
+                    });
+                }
                 for (kind, _) in list.set().counts() {
                     if kind.is_perceptual()
                         && let Some(t) = snapshot.index.threshold(&s.name, kind)

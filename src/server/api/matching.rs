@@ -139,40 +139,51 @@ pub(super) fn answer(
 /// Counts every match against its entry's flood quarantine and drops the matches of
 /// quarantined entries; a verdict left without matches is `no_match`.
 fn withhold_quarantined(state: &AppState, verdicts: &mut Verdicts) {
-    if state.config.lists.iter().all(|l| l.quarantine_min == 0) {
+    if !quarantines(state) {
         return;
     }
-    let rule = |list: &str| {
-        state.config.lists.iter().find(|l| l.name == list).map_or(
-            crate::server::quarantine::Rule { min: 0, factor: 1 },
-            |l| crate::server::quarantine::Rule {
-                min: l.quarantine_min,
-                factor: l.quarantine_factor,
-            },
-        )
-    };
-    let quarantine = &state.shared.quarantine;
     for (_, v) in verdicts.decided_mut() {
         let before = v.matches.len();
-        v.matches.retain(|m| {
-            let (withheld, newly) = quarantine.observe(rule(&m.list), &m.list, &m.reference);
-            if newly {
-                state.shared.metrics.quarantined(&m.list);
-                tracing::warn!(list = %m.list, reference = %m.reference, "entry quarantined: its matches jumped far above its history; an admin can release it");
-            }
-            if withheld {
-                state.shared.metrics.withheld(&m.list, 1);
-            }
-            !withheld
-        });
+        v.matches
+            .retain(|m| !quarantine_withholds(state, &m.list, &m.reference));
         if before > 0 && v.matches.is_empty() {
             v.verdict = Decision::NoMatch;
         }
     }
 }
 
+/// Whether any list has a flood quarantine (most have none: nothing to count then).
+pub(super) fn quarantines(state: &AppState) -> bool {
+    state.config.lists.iter().any(|l| l.quarantine_min > 0)
+}
+
+/// Counts one match of `reference` in `list` against its flood quarantine; true when the
+/// entry is quarantined and the match must be withheld.
+pub(super) fn quarantine_withholds(state: &AppState, list: &Arc<str>, reference: &str) -> bool {
+    let rule = state
+        .config
+        .lists
+        .iter()
+        .find(|l| *l.name == **list)
+        .map_or(crate::server::quarantine::Rule { min: 0, factor: 1 }, |l| {
+            crate::server::quarantine::Rule {
+                min: l.quarantine_min,
+                factor: l.quarantine_factor,
+            }
+        });
+    let (withheld, newly) = state.shared.quarantine.observe(rule, list, reference);
+    if newly {
+        state.shared.metrics.quarantined(list);
+        tracing::warn!(list = %list, reference = %reference, "entry quarantined: its matches jumped far above its history; an admin can release it");
+    }
+    if withheld {
+        state.shared.metrics.withheld(list, 1);
+    }
+    withheld
+}
+
 /// Logs a failed audit write: the match is still answered, but the operator must see it.
-fn audited(state: &AppState, written: std::io::Result<()>) {
+pub(super) fn audited(state: &AppState, written: std::io::Result<()>) {
     if let Err(e) = written {
         tracing::error!(path = %state.audit.path().display(), error = %e, "audit log write failed");
     }

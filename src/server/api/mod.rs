@@ -4,6 +4,7 @@
 //! |---|---|---|---|
 //! | `POST /v1/match` | partner | `{"queries":[{"kind","hash","quality"?}],"lists":[..]?}` → `{"results":[verdict],"lists":{name:version}}` | [`matching`] |
 //! | `GET /v1/match/{kind}/{hash}` | partner | one verdict (`?quality=N` for PDQ); one path per kind in the OpenAPI document ([`schema`]) | [`matching`] |
+//! | `POST /v1/match/video` | partner | `{"frames":[{"hash","quality"}],"lists":[..]?}` (one video's vPDQ frames) → `{"verdict","frames","matches":[{"list","version","category","ref","query_percent","compared_percent","frames"}],"images":[..],"lists"}` | [`video`] |
 //! | `POST /v1/match/ndjson` | partner | one query per line in (`kind:hex[:quality]`, `{"kind","hash","quality"}` or a `hashsieve hash` record), one verdict line out per query, streamed | [`ndjson`] |
 //! | `GET /v1/lists` | partner, admin | the lists the caller may see: version, counts, dates, signing key, last update and refusal | [`lists`] |
 //! | `POST /v1/admin/hashsets/{list}` | admin | multipart `file` (set or delta) + `signature` (its .minisig; repeated for a threshold) | [`lists`] |
@@ -29,6 +30,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 mod urls;
+mod video;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +62,7 @@ type Shared = State<Arc<AppState>>;
         ProblemDoc,
         lists::ListsDoc,
         super::ListStatus,
+        super::VideoRule,
         super::Refused,
         super::quarantine::Quarantined
     )),
@@ -99,6 +102,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(ndjson::match_ndjson))
         .routes(routes!(matching::match_single))
         .routes(routes!(urls::match_url_prefixes))
+        .routes(routes!(video::match_video))
         .routes(routes!(lists::lists))
         .routes(routes!(lists::admin_upload))
         .routes(routes!(lists::release_quarantine))

@@ -520,6 +520,8 @@ impl ListStatus {
             .map(|(k, n)| (k.name().to_owned(), n))
             .collect::<BTreeMap<_, _>>();
         self.signing_key = signing_key;
+        // Counted once per version here (it walks the frames), not per request.
+        self.videos = Some(set.videos()).filter(|&n| n > 0);
     }
 }
 
