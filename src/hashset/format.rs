@@ -97,6 +97,13 @@ impl VideoShare {
         f64::from(self.compared) / 100.0
     }
 
+    /// The fewest of a query's `len` frames that can meet the query minimum (at least 1: a
+    /// match needs a frame in common), in the same whole-number terms as the rule's check.
+    pub fn min_frames(self, len: usize) -> usize {
+        let needed = (u64::from(self.query) * len as u64).div_ceil(10_000);
+        (needed as usize).max(1)
+    }
+
     /// The stricter of two rules, each minimum the higher (an operator may raise a list's).
     pub fn strictest(self, other: VideoShare) -> VideoShare {
         VideoShare {

@@ -104,7 +104,16 @@ pub struct VideoFrames {
     members: Vec<u32>,
     video_of: Vec<u32>,
     videos: Vec<Video>,
+    /// `rows[video_rows[v]..video_rows[v + 1]]` are the indexed rows of video `v`'s frames.
+    video_rows: Vec<u32>,
+    rows: Vec<u32>,
 }
+
+/// What one range search costs, in frame-to-frame distances (about 150 µs on a 3 M-frame
+/// list, as much as 75 000 distances; far less on small lists): checking a few candidate
+/// videos frame by frame is cheaper than searching the rest of the query's frames, until the
+/// candidates hold many frames. A middle value keeps the worst case near a full search.
+const DISTANCES_PER_SEARCH: u64 = 20_000;
 
 /// One listed video.
 #[derive(Debug, Clone, Copy)]
@@ -191,6 +200,23 @@ impl VideoFrames {
             video_of.push(video);
         }
         starts.push(members.len() as u32);
+        // Each video's rows, by a counting sort of the members by video.
+        let mut video_rows = vec![0u32; videos.len() + 1];
+        for &v in &video_of {
+            video_rows[v as usize + 1] += 1;
+        }
+        for v in 0..videos.len() {
+            video_rows[v + 1] += video_rows[v];
+        }
+        let mut next: Vec<u32> = video_rows[..videos.len()].to_vec();
+        let mut by_video = vec![0u32; members.len()];
+        for row in 0..starts.len() - 1 {
+            for at in starts[row]..starts[row + 1] {
+                let v = video_of[at as usize] as usize;
+                by_video[next[v] as usize] = row as u32;
+                next[v] += 1;
+            }
+        }
         let rows: Vec<u32> = (0..(codes.len() / 32) as u32).collect();
         let widths = HammingIndex::tuned_widths(rows.len(), 256, threshold)?;
         let index = HammingIndex::over_rows(256, Column::Owned(codes), &rows, &widths)?;
@@ -200,6 +226,8 @@ impl VideoFrames {
             members,
             video_of,
             videos,
+            video_rows,
+            rows: by_video,
         })
     }
 
@@ -212,6 +240,7 @@ impl VideoFrames {
     pub fn memory_bytes(&self) -> usize {
         self.index.memory_bytes()
             + 4 * (self.starts.len() + self.members.len() + self.video_of.len())
+            + 4 * (self.video_rows.len() + self.rows.len())
             + std::mem::size_of::<Video>() * self.videos.len()
     }
 
@@ -243,21 +272,114 @@ impl VideoFrames {
     /// count, [`frames_that_count`]), with how many frames each side has in common. Exact:
     /// the same shares as [`share`] against each video, from one range search per frame.
     pub fn shares(&self, query: &[Pdq256], threshold: u32) -> Vec<VideoHit> {
-        // (query frame, indexed row, distance) for every pair within the threshold.
+        self.shares_reaching(query, threshold, 1)
+    }
+
+    /// The listed videos that may share at least `min_frames` of `query`'s frames, each
+    /// with its exact share ([`VideoFrames::shares`] for those; videos sharing fewer may be
+    /// left out). A video with `min_frames` of the query's frames in common has one among
+    /// any `len - min_frames + 1` of them, so only that many are searched; the videos they
+    /// find are then checked frame by frame, unless they hold so many frames that searching
+    /// the rest of the query is cheaper.
+    pub fn shares_reaching(
+        &self,
+        query: &[Pdq256],
+        threshold: u32,
+        min_frames: usize,
+    ) -> Vec<VideoHit> {
+        self.shares_within_budget(query, threshold, min_frames, DISTANCES_PER_SEARCH)
+    }
+
+    /// [`VideoFrames::shares_reaching`] with the cost of a search, in distances, given
+    /// (the tests force each way with 0 and `u64::MAX`).
+    fn shares_within_budget(
+        &self,
+        query: &[Pdq256],
+        threshold: u32,
+        min_frames: usize,
+        per_search: u64,
+    ) -> Vec<VideoHit> {
+        let len = query.len();
+        if len == 0 {
+            return Vec::new();
+        }
+        let searched = len + 1 - min_frames.clamp(1, len);
+        let mut pairs = self.pairs(&query[..searched], 0, threshold);
+        if searched < len {
+            let mut candidates: Vec<u32> = Vec::new();
+            for &(_, row, _) in &pairs {
+                let start = self.starts[row as usize] as usize;
+                let end = self.starts[row as usize + 1] as usize;
+                candidates.extend_from_slice(&self.video_of[start..end]);
+            }
+            candidates.sort_unstable();
+            candidates.dedup();
+            let frames: u64 = candidates
+                .iter()
+                .map(|&v| u64::from(self.videos[v as usize].frames))
+                .sum();
+            let rest = (len - searched) as u64;
+            if frames.saturating_mul(len as u64) <= rest.saturating_mul(per_search) {
+                return candidates
+                    .into_iter()
+                    .map(|v| self.compare(v, query, threshold))
+                    .collect();
+            }
+            pairs.extend(self.pairs(&query[searched..], searched as u32, threshold));
+        }
+        self.tally(pairs)
+    }
+
+    /// `(query frame, indexed row, distance)` for every pair within `threshold`, the query
+    /// frames numbered from `first`.
+    fn pairs(&self, query: &[Pdq256], first: u32, threshold: u32) -> Vec<(u32, u32, u32)> {
         let mut pairs: Vec<(u32, u32, u32)> = Vec::new();
         if self.index.prefers_batch(query.len()) {
             let bytes: Vec<u8> = query.iter().flatten().copied().collect();
             self.index
                 .search_batch(&bytes, threshold, |j, row, distance| {
-                    pairs.push((j, row, distance));
+                    pairs.push((first + j, row, distance));
                 });
         } else {
             for (j, q) in query.iter().enumerate() {
                 self.index.search_each(q, threshold, |row, distance| {
-                    pairs.push((j as u32, row, distance));
+                    pairs.push((first + j as u32, row, distance));
                 });
             }
         }
+        pairs
+    }
+
+    /// Video `video`'s share with `query`, frame against frame.
+    fn compare(&self, video: u32, query: &[Pdq256], threshold: u32) -> VideoHit {
+        let v = self.videos[video as usize];
+        let rows = &self.rows[self.video_rows[video as usize] as usize
+            ..self.video_rows[video as usize + 1] as usize];
+        let mut listed = vec![false; rows.len()];
+        let (mut query_frames, mut distance) = (0u32, u32::MAX);
+        for q in query {
+            let mut matched = false;
+            for (seen, &row) in listed.iter_mut().zip(rows) {
+                let d = hamming_bytes(q, self.index.code(row));
+                if d <= threshold {
+                    matched = true;
+                    *seen = true;
+                    distance = distance.min(d);
+                }
+            }
+            query_frames += u32::from(matched);
+        }
+        VideoHit {
+            entry: v.entry as usize,
+            query_frames,
+            listed_frames: listed.iter().filter(|&&m| m).count() as u32,
+            frames: v.frames,
+            distance,
+        }
+    }
+
+    /// The shares of every video in `pairs` (`(query frame, row, distance)`).
+    fn tally(&self, pairs: Vec<(u32, u32, u32)>) -> Vec<VideoHit> {
         // (video, query frame, distance) and (video, member): each side's frames in common.
         let mut by_query: Vec<(u32, u32, u32)> = Vec::new();
         let mut by_listed: Vec<(u32, u32)> = Vec::new();
@@ -389,7 +511,8 @@ impl Index {
                 match (&k.search, k.kind) {
                     (KindSearch::Video { frames }, _) => {
                         let rule = policy.video_share(header.video_share);
-                        for hit in frames.shares(&counted, threshold) {
+                        let min_frames = rule.min_frames(counted.len());
+                        for hit in frames.shares_reaching(&counted, threshold, min_frames) {
                             if !hit.meets(rule, counted.len()) {
                                 continue;
                             }

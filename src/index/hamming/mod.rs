@@ -255,6 +255,13 @@ impl HammingIndex {
         })
     }
 
+    /// The code of `row` (`bits / 8` big-endian bytes).
+    pub fn code(&self, row: u32) -> &[u8] {
+        let len = self.words * 8;
+        let at = row as usize * len;
+        &self.codes[at..at + len]
+    }
+
     /// Number of codes indexed.
     pub fn len(&self) -> usize {
         self.indexed

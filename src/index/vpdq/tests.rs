@@ -193,6 +193,110 @@ fn indexed_shares_are_the_brute_force_shares() {
 }
 
 #[test]
+fn searching_part_of_the_query_finds_every_video_that_can_reach_the_minimum() {
+    // Lists whose videos share shots (so one query frame finds several videos) and queries
+    // mixing clips of several: for every minimum and both ways of finishing (frame by frame,
+    // or searching the rest), each video with at least that many frames in common is found
+    // with its exact share, and whatever else is returned is exact too.
+    for seed in 0..4u64 {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(100 + seed);
+        let shots: Vec<Frame> = video(&mut rng, 30);
+        let listed: Vec<(String, Vec<Frame>)> = (0..30)
+            .map(|i| {
+                let len = rng.random_range(1..30);
+                let mut frames = video(&mut rng, len);
+                for _ in 0..rng.random_range(0..6) {
+                    let shot = shots[rng.random_range(0..shots.len())];
+                    frames.push(Frame {
+                        pdq: nudge(&mut rng, shot.pdq, 4),
+                        quality: 90,
+                    });
+                }
+                (format!("v{i}"), frames)
+            })
+            .collect();
+        let refs: Vec<(&str, &str, Vec<Frame>)> = listed
+            .iter()
+            .map(|(r, f)| ("A", r.as_str(), f.clone()))
+            .collect();
+        let set = video_set("videos", &refs, &[], VideoShare::DEFAULT);
+        let section = set
+            .sections()
+            .iter()
+            .find(|s| s.kind == HashKind::Vpdq)
+            .unwrap()
+            .clone();
+        let frames = VideoFrames::build(&set, &section, 31).unwrap();
+        for q in 0..10 {
+            let mut query: Vec<Frame> = Vec::new();
+            for (_, f) in listed.iter().skip(q * 3).take(1 + q % 3) {
+                let from = rng.random_range(0..f.len());
+                for frame in &f[from..] {
+                    let bits = rng.random_range(0..36);
+                    query.push(Frame {
+                        pdq: nudge(&mut rng, frame.pdq, bits),
+                        quality: frame.quality,
+                    });
+                }
+            }
+            query.extend(video(&mut rng, q % 4));
+            let counted = frames_that_count(&query);
+            for min in [1, 2, 3, counted.len() / 2, counted.len(), counted.len() + 5] {
+                for budget in [0, DISTANCES_PER_SEARCH, u64::MAX] {
+                    let hits = frames.shares_within_budget(&counted, 31, min, budget);
+                    for (reference, f) in &listed {
+                        let expected = share(&counted, &frames_that_count(f), 31);
+                        let hit = hits
+                            .iter()
+                            .find(|h| set.entry(&section, h.entry).reference == reference);
+                        let context = format!("{reference}, min {min}, budget {budget}");
+                        match hit {
+                            None => assert!(
+                                expected.frames < min.max(1),
+                                "{context}: missed {expected:?}"
+                            ),
+                            Some(h) => {
+                                assert_eq!(h.query_frames as usize, expected.frames, "{context}");
+                                assert_eq!(h.compared_percent(), expected.compared_percent);
+                                let brute = brute_distance(&counted, &frames_that_count(f));
+                                assert_eq!(h.distance, brute, "{context}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The smallest distance between a frame of each (brute force).
+fn brute_distance(a: &[Pdq256], b: &[Pdq256]) -> u32 {
+    a.iter()
+        .flat_map(|x| b.iter().map(move |y| hamming_bytes(x, y)))
+        .min()
+        .unwrap_or(u32::MAX)
+}
+
+#[test]
+fn the_fewest_frames_that_can_match_agree_with_the_rule() {
+    for query in [0u16, 1, 3333, 5000, 8000, 9999, 10_000] {
+        let rule = VideoShare { query, compared: 0 };
+        for len in 1..60usize {
+            let min = rule.min_frames(len);
+            let hit = |n: u32| VideoHit {
+                entry: 0,
+                query_frames: n,
+                listed_frames: 1,
+                frames: 1,
+                distance: 0,
+            };
+            assert!(hit(min as u32).meets(rule, len), "{query} of {len}: {min}");
+            assert!(min == 1 || !hit(min as u32 - 1).meets(rule, len));
+        }
+    }
+}
+
+#[test]
 fn a_share_exactly_at_the_minimum_matches() {
     let hit = VideoHit {
         entry: 0,
