@@ -333,21 +333,7 @@ impl VideoFrames {
     /// `(query frame, indexed row, distance)` for every pair within `threshold`, the query
     /// frames numbered from `first`.
     fn pairs(&self, query: &[Pdq256], first: u32, threshold: u32) -> Vec<(u32, u32, u32)> {
-        let mut pairs: Vec<(u32, u32, u32)> = Vec::new();
-        if self.index.prefers_batch(query.len()) {
-            let bytes: Vec<u8> = query.iter().flatten().copied().collect();
-            self.index
-                .search_batch(&bytes, threshold, |j, row, distance| {
-                    pairs.push((first + j, row, distance));
-                });
-        } else {
-            for (j, q) in query.iter().enumerate() {
-                self.index.search_each(q, threshold, |row, distance| {
-                    pairs.push((first + j as u32, row, distance));
-                });
-            }
-        }
-        pairs
+        near_pairs(&self.index, query, first, threshold)
     }
 
     /// Video `video`'s share with `query`, frame against frame.
@@ -417,6 +403,31 @@ impl VideoFrames {
         }
         hits
     }
+}
+
+/// `(query frame, row, distance)` for every code of `index` within `threshold` of a frame of
+/// `query` (numbered from `first`): by the batch search when the query is long enough for
+/// it to pay.
+fn near_pairs(
+    index: &HammingIndex,
+    query: &[Pdq256],
+    first: u32,
+    threshold: u32,
+) -> Vec<(u32, u32, u32)> {
+    let mut pairs: Vec<(u32, u32, u32)> = Vec::new();
+    if index.prefers_batch(query.len()) {
+        let bytes: Vec<u8> = query.iter().flatten().copied().collect();
+        index.search_batch(&bytes, threshold, |j, row, distance| {
+            pairs.push((first + j, row, distance));
+        });
+    } else {
+        for (j, q) in query.iter().enumerate() {
+            index.search_each(q, threshold, |row, distance| {
+                pairs.push((first + j as u32, row, distance));
+            });
+        }
+    }
+    pairs
 }
 
 /// A listed video that a query video matches ([`Index::match_video`]).
@@ -537,19 +548,20 @@ impl Index {
                         // Each listed image once: at the first frame that matches it, with
                         // the smallest distance of any frame.
                         let mut first: HashMap<usize, (usize, u32)> = HashMap::new();
-                        for (j, q) in counted.iter().enumerate() {
-                            for (row, distance) in index.search(q, threshold) {
-                                let mut run = Vec::new();
-                                let hit = Hit {
-                                    query: j as u32,
-                                    entry: row as usize,
-                                    distance,
-                                };
-                                list.expand_run(k, hit, &mut run);
-                                for h in run {
-                                    let seen = first.entry(h.entry).or_insert((j, distance));
-                                    seen.1 = seen.1.min(distance);
-                                }
+                        let mut run = Vec::new();
+                        for (j, row, distance) in near_pairs(index, &counted, 0, threshold) {
+                            let j = j as usize;
+                            let hit = Hit {
+                                query: j as u32,
+                                entry: row as usize,
+                                distance,
+                            };
+                            run.clear();
+                            list.expand_run(k, hit, &mut run);
+                            for h in &run {
+                                let seen = first.entry(h.entry).or_insert((j, distance));
+                                seen.0 = seen.0.min(j);
+                                seen.1 = seen.1.min(distance);
                             }
                         }
                         for (entry, (j, distance)) in first {
