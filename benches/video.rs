@@ -19,7 +19,9 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
 use hashsieve::hashset::format::{EntryTable, HashSetFile, Header};
-use hashsieve::index::vpdq::Frame;
+use hashsieve::index::vpdq::{
+    DEFAULT_COMPARED_PERCENT, DEFAULT_QUERY_PERCENT, Frame, frames_that_count, share,
+};
 use hashsieve::index::{Index, MatchOptions};
 use hashsieve::kinds::{HashKind, HashValue};
 
@@ -110,6 +112,20 @@ fn bench_match(c: &mut Criterion) {
             .match_video(&unrelated, &MatchOptions::ALL)
             .matches
             .is_empty()
+    );
+    // The definition, brute force (every query frame against every listed frame), once, for
+    // scale: what a matcher without an index does.
+    let counted = frames_that_count(&copy);
+    let started = Instant::now();
+    let found = listed
+        .iter()
+        .filter(|frames| {
+            share(&counted, frames, 31).matches(DEFAULT_QUERY_PERCENT, DEFAULT_COMPARED_PERCENT)
+        })
+        .count();
+    eprintln!(
+        "brute force, the copy: {found} match in {:.2} s",
+        started.elapsed().as_secs_f64()
     );
     let mut group = c.benchmark_group(format!("match_video_{}x300", videos));
     group.sample_size(20);

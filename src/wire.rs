@@ -275,7 +275,9 @@ pub struct PrefixEntry<'a> {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VideoRequest {
-    /// The video's frames, in order (a `hashsieve hash` record's `vpdq` array as it is).
+    /// The video's frames, in order (a `hashsieve hash` record's `vpdq` array, each frame's
+    /// `pdq` as `hash`).
+    #[schema(min_items = 1)]
     pub frames: Vec<FrameIn>,
     /// Match against only these lists (each must be entitled); all entitled lists if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -286,21 +288,13 @@ pub struct VideoRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FrameIn {
-    /// The frame's PDQ hash, 64 hex digits (`pdq` is accepted as the field's name too).
-    #[serde(alias = "pdq")]
+    /// The frame's PDQ hash, 64 hex digits.
     #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub hash: String,
     /// The frame's PDQ quality (0-100); frames under 50 do not count.
     #[serde(deserialize_with = "required_quality")]
     #[schema(minimum = 0, maximum = 100)]
     pub quality: u8,
-    /// The frame's number in the video, as `hashsieve hash` writes it; not used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 0)]
-    pub frame: Option<u64>,
-    /// The frame's time in seconds, as `hashsieve hash` writes it; not used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timestamp: Option<f64>,
 }
 
 impl FrameIn {
@@ -309,8 +303,6 @@ impl FrameIn {
         FrameIn {
             hash: crate::kinds::hex_lower(&frame.pdq),
             quality: frame.quality,
-            frame: None,
-            timestamp: None,
         }
     }
 
