@@ -569,9 +569,10 @@ pub(super) fn read_entries(r: &mut Reader<'_>) -> Result<(Vec<String>, Vec<Secti
             *start = end;
             Some(span)
         });
-        // For vpdq: the videos holding the current PDQ hash (a video lists each hash once).
-        let mut run: (Option<&[u8]>, std::collections::HashSet<(u16, &[u8])>) =
-            (None, Default::default());
+        // For vpdq: the current PDQ hash and the videos (category, reference) holding it (a
+        // video lists each hash once).
+        let mut run_hash: Option<&[u8]> = None;
+        let mut run_videos: std::collections::HashSet<(u16, &[u8])> = Default::default();
         let mut previous: Option<(&[u8], u16, &[u8])> = None;
         for (i, (hash, (cat, (start, end)))) in hashes
             .chunks_exact(len)
@@ -590,11 +591,11 @@ pub(super) fn read_entries(r: &mut Reader<'_>) -> Result<(Vec<String>, Vec<Secti
             if kind == HashKind::Vpdq {
                 check_frame(i, hash[32], reference)?;
                 let pdq = &hash[..32];
-                if run.0 != Some(pdq) {
-                    run.0 = Some(pdq);
-                    run.1.clear();
+                if run_hash != Some(pdq) {
+                    run_hash = Some(pdq);
+                    run_videos.clear();
                 }
-                if !run.1.insert((cat, reference)) {
+                if !run_videos.insert((cat, reference)) {
                     return Err(FormatError::NotCanonical {
                         detail: format!(
                             "vpdq entry {i} repeats a frame hash of its video with another quality"
