@@ -268,23 +268,30 @@ pub fn read_entries(path: &Path, table: &mut EntryTable) -> Result<Read, InputEr
     Ok(Read { rows, warnings })
 }
 
-/// One line of Meta's vPDQ hash files: `frameNumber,quality,pdqHex,timestamp`.
+/// One line of Meta's vPDQ hash files: `frameNumber,quality,pdqHex,timestamp` (older files
+/// have no timestamp; matching uses neither it nor the frame number).
 fn parse_meta_line(line: &str) -> Result<HashValue, String> {
     let fields: Vec<&str> = line.trim().split(',').collect();
-    let [frame, quality, pdq, timestamp] = fields[..] else {
-        return Err(format!(
-            "expected frameNumber,quality,pdqHex,timestamp, got {} fields",
-            fields.len()
-        ));
+    let (frame, quality, pdq, timestamp) = match fields[..] {
+        [frame, quality, pdq, timestamp] => (frame, quality, pdq, Some(timestamp)),
+        [frame, quality, pdq] => (frame, quality, pdq, None),
+        _ => {
+            return Err(format!(
+                "expected frameNumber,quality,pdqHex,timestamp, got {} fields",
+                fields.len()
+            ));
+        }
     };
     frame
         .parse::<u64>()
         .map_err(|_| format!("frame number {frame:?} is not a whole number"))?;
-    timestamp
-        .parse::<f64>()
-        .ok()
-        .filter(|t| t.is_finite() && *t >= 0.0)
-        .ok_or_else(|| format!("timestamp {timestamp:?} is not a number of seconds"))?;
+    if let Some(timestamp) = timestamp {
+        timestamp
+            .parse::<f64>()
+            .ok()
+            .filter(|t| t.is_finite() && *t >= 0.0)
+            .ok_or_else(|| format!("timestamp {timestamp:?} is not a number of seconds"))?;
+    }
     HashValue::parse(HashKind::Vpdq, &format!("{pdq}:{quality}")).map_err(|e| e.to_string())
 }
 
@@ -399,5 +406,149 @@ mod tests {
                 && err.contains("entries:2: not a hashsieve hash record"),
             "{err}"
         );
+    }
+
+    /// Reads `text` from a file called `name` into a set: its entries as
+    /// `(kind, hash text, category, reference)`.
+    fn entries_of(
+        name: &str,
+        text: &str,
+    ) -> Result<Vec<(HashKind, String, String, String)>, InputError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let mut t = EntryTable::new();
+        read_entries(&path, &mut t)?;
+        let header = crate::hashset::format::tests::header("v", 1);
+        let set =
+            crate::hashset::format::HashSetFile::parse(t.to_set_bytes(&header).unwrap().0).unwrap();
+        Ok(set
+            .entries()
+            .map(|e| {
+                (
+                    e.hash.kind(),
+                    e.hash.to_hex(),
+                    e.category.to_owned(),
+                    e.reference.to_owned(),
+                )
+            })
+            .collect())
+    }
+
+    #[test]
+    fn video_records_give_their_frames_under_the_records_reference() {
+        let (a, b) = ("11".repeat(32), "22".repeat(32));
+        let sha = "ab".repeat(32);
+        let text = format!(
+            concat!(
+                r#"{{"path":"v.mp4","sha256":"{sha}","vpdq":[{{"frame":0,"timestamp":0.0,"pdq":"{a}","quality":90}},"#,
+                r#"{{"frame":30,"timestamp":1.0,"pdq":"{b}","quality":40}},{{"frame":60,"timestamp":2.0,"pdq":"{a}","quality":95}}]}}"#,
+                "\n",
+                r#"{{"path":"w.mp4","vpdq":[{{"pdq":"{b}","quality":70}}],"category":"A","ref":"clip-w"}}"#,
+                "\n"
+            ),
+            sha = sha,
+            a = a,
+            b = b
+        );
+        let entries = entries_of("videos.ndjson", &text).unwrap();
+        let frames: Vec<(String, &str, &str)> = entries
+            .iter()
+            .filter(|e| e.0 == HashKind::Vpdq)
+            .map(|e| (e.1.clone(), e.2.as_str(), e.3.as_str()))
+            .collect();
+        // A frame repeated in one video is kept once, at its best quality; a video without a
+        // reference is known by its file's SHA-256.
+        assert_eq!(
+            frames,
+            [
+                (format!("{a}:95"), "", sha.as_str()),
+                (format!("{b}:40"), "", sha.as_str()),
+                (format!("{b}:70"), "A", "clip-w"),
+            ]
+        );
+        assert_eq!(
+            entries.iter().filter(|e| e.0 == HashKind::Sha256).count(),
+            1
+        );
+        // No reference and no SHA-256: the line is named.
+        let err = entries_of(
+            "bad.ndjson",
+            &format!("{{\"vpdq\":[{{\"pdq\":\"{a}\",\"quality\":90}}]}}\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("bad.ndjson:1: vpdq frame 0"), "{err}");
+        let err = entries_of(
+            "bad.ndjson",
+            &format!("{{\"ref\":\"r\",\"vpdq\":[{{\"pdq\":\"{a}\",\"quality\":101}}]}}\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("bad.ndjson:1: vpdq frame 0"), "{err}");
+    }
+
+    #[test]
+    fn metas_hash_files_are_one_video_named_by_the_file() {
+        let (a, b) = ("11".repeat(32), "22".repeat(32));
+        // The older form without timestamps is read too.
+        let text = format!("0,100,{a},0.000\n1,87,{b},0.033\n\n2,100,{a},0.067\n3,90,{b}\n");
+        let entries = entries_of("chair-orig.txt", &text).unwrap();
+        assert_eq!(
+            entries,
+            [
+                (
+                    HashKind::Vpdq,
+                    format!("{a}:100"),
+                    String::new(),
+                    "chair-orig".into()
+                ),
+                (
+                    HashKind::Vpdq,
+                    format!("{b}:90"),
+                    String::new(),
+                    "chair-orig".into()
+                ),
+            ]
+        );
+        for (bad, why) in [
+            (
+                format!("0,100,{a},0.000\n1,87,{b},0,0\n"),
+                "chair-orig.txt:2: expected",
+            ),
+            (
+                format!("0,100,{a},0.000\nx,87,{b},1.0\n"),
+                "chair-orig.txt:2: frame number",
+            ),
+            (
+                format!("0,100,{a},0.000\n1,87,{b},-1\n"),
+                "chair-orig.txt:2: timestamp",
+            ),
+            (
+                format!("0,100,{a},0.000\n1,187,{b},1.0\n"),
+                "chair-orig.txt:2:",
+            ),
+        ] {
+            let err = entries_of("chair-orig.txt", &bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn csv_rows_can_list_frames() {
+        let a = "11".repeat(32);
+        let text = format!("kind,hash,category,ref\nvpdq,{a}:66,A,clip\n");
+        let entries = entries_of("entries.csv", &text).unwrap();
+        assert_eq!(
+            entries,
+            [(HashKind::Vpdq, format!("{a}:66"), "A".into(), "clip".into())]
+        );
+        let err = entries_of(
+            "entries.csv",
+            &format!("kind,hash,category,ref\nvpdq,{a},A,clip\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("entries.csv:2"), "{err}");
     }
 }
