@@ -1,4 +1,5 @@
 use super::*;
+use crate::hashset::format::VideoShare;
 
 const KEY: &str = "RWQgl8I0ex2a+NLQjXwyjoRoy9dsoG3+jTWqHAIfeCxSZgB5G9Zdjv2Q";
 
@@ -203,6 +204,44 @@ fn every_error_names_the_key() {
     assert_eq!(Config::demo(repo, Some(local)).unwrap().listen, local);
     assert!(err("tls_cert = \"c.pem\"").contains("tls_key: tls_cert is set"));
     assert!(err("tls_key = \"k.pem\"").contains("tls_cert: tls_key is set"));
+}
+
+#[test]
+fn an_operators_video_rule_is_checked_and_only_raises_the_sets() {
+    let list = |extra: &str| {
+        format!(
+            "[[lists]]\nname = \"alpha\"\nsource = \"dir:alpha\"\npublic_keys = [\"{KEY}\"]\n{extra}\n"
+        )
+    };
+    let config = load(&list(
+        "video = { query_percent = 90, compared_percent = 12.5 }",
+    ))
+    .unwrap();
+    let mine = config.lists[0].video_share.unwrap();
+    assert_eq!(
+        (mine.query_percent(), mine.compared_percent()),
+        (90.0, 12.5)
+    );
+    let policy = config.lists[0].policy();
+    // The set says 70% / 20%: each minimum is the higher of the two.
+    let set = VideoShare::from_percents(70.0, 20.0).unwrap();
+    let rule = policy.video_share(set);
+    assert_eq!(
+        (rule.query_percent(), rule.compared_percent()),
+        (90.0, 20.0)
+    );
+    // Without one, the set's rule stands.
+    let plain = load(&list("")).unwrap();
+    assert_eq!(plain.lists[0].policy().video_share(set), set);
+    for (extra, want) in [
+        ("video = { query_percent = 101 }", "lists[0].video:"),
+        ("video = { compared_percent = -1 }", "lists[0].video:"),
+        ("video = { query_percent = 80, frames = 3 }", "frames"),
+    ] {
+        let e = err(&list(extra));
+        assert!(e.contains(want), "{extra}: {e}");
+    }
+    assert!(err("[limits]\nmax_video_frames = 0").contains("limits.max_video_frames"));
 }
 
 #[test]
