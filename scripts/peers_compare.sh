@@ -3,6 +3,8 @@
 #   scripts/peers_compare.sh N [THREADS]        e.g. scripts/peers_compare.sh 1000000 1
 # Needs: cargo build --release; a venv with ../shared/peers/requirements.txt at $PEERS_VENV
 # (default /tmp/peersvenv). Writes to $WORK (default /tmp/hashsieve-peers/nN).
+# A clustered PDQ corpus: WORK=/tmp/hashsieve-peers/cN KINDS=pdq, after
+# scripts/gen_clustered_pdq.py -n N --out $WORK/data.
 set -euo pipefail
 n=${1:?usage: peers_compare.sh N [THREADS]}
 threads=${2:-1}
@@ -11,6 +13,7 @@ peers=$(cd "$here/../shared/peers" && pwd)
 py=${PEERS_VENV:-/tmp/peersvenv}/bin/python
 H=${HASHSIEVE_BIN:-$here/target/release/hashsieve}
 work=${WORK:-/tmp/hashsieve-peers/n$n}
+kinds=${KINDS:-pdq sha256 md5}
 mkdir -p "$work"
 if [ ! -f "$work/data/meta.json" ]; then
   (cd "$peers" && "$py" gen_pdq_corpus.py -n "$n" --out "$work/data")
@@ -19,7 +22,7 @@ fi
 if [ ! -f "$work/key.pub" ]; then
   "$H" keygen --unencrypted --secret-key "$work/key.sec" --public-key "$work/key.pub" 2>/dev/null
 fi
-for kind in pdq sha256 md5; do
+for kind in $kinds; do
   if [ ! -f "$work/$kind.hset" ]; then
     awk -v k="$kind" 'BEGIN { print "kind,hash,category,ref" } { printf "%s,%s,,%d\n", k, $1, NR - 1 }' \
       "$work/data/${kind}_list.txt" > "$work/$kind.csv"
@@ -29,7 +32,7 @@ for kind in pdq sha256 md5; do
   sed "s/^/$kind:/" "$work/data/${kind}_queries.txt" > "$work/$kind.queries"
 done
 echo "== hashsieve (RAYON_NUM_THREADS=$threads; three runs each, the median reported, as the peers do)"
-for kind in pdq sha256 md5; do
+for kind in $kinds; do
   runs=()
   for run in 1 2 3; do
     /usr/bin/time -f "$kind peak RSS %M KB" env RAYON_NUM_THREADS="$threads" \
@@ -40,10 +43,10 @@ for kind in pdq sha256 md5; do
   done
   printf '%s\n' "${runs[@]}" | sort -g | sed -n 2p | xargs printf "$kind median qps %.0f\n"
 done
-"$py" - "$work" <<'PY'
+"$py" - "$work" $kinds <<'PY'
 import json, sys
 work = sys.argv[1]
-for kind in ["pdq", "sha256", "md5"]:
+for kind in sys.argv[2:]:
     truth = set()
     with open(f"{work}/data/{kind}_truth.tsv") as f:
         for line in f:
