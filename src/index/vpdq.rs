@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::column::Column;
 use super::hamming::{HammingError, HammingIndex};
-use super::{Decision, Hit, Index, KindSearch, Match, MatchOptions};
+use super::{Decision, Hit, Index, KindSearch, Match, MatchOptions, Suppressed};
 use crate::hashing::pdq::{MIN_TRUSTED_QUALITY, Pdq256};
 use crate::hashset::format::{HashSetFile, Section, VideoShare};
 use crate::kinds::HashKind;
@@ -449,6 +449,22 @@ pub struct VideoMatch {
     pub distance: u32,
 }
 
+impl VideoMatch {
+    /// This video match as a match of kind `vpdq` at its smallest distance (the audit log's
+    /// and allow lists' terms).
+    pub fn as_match(&self) -> Match {
+        Match {
+            list: Arc::clone(&self.list),
+            version: self.version,
+            kind: HashKind::Vpdq,
+            severity: self.severity,
+            category: self.category.clone(),
+            reference: self.reference.clone(),
+            distance: self.distance,
+        }
+    }
+}
+
 /// A listed still image within its threshold of some of the query video's frames: the first
 /// such frame, and the smallest distance of any.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -468,8 +484,10 @@ pub struct VideoAnswer {
     pub matches: Vec<VideoMatch>,
     /// Listed still images that frames of the query match (kind `pdq`), each once.
     pub images: Vec<FrameMatch>,
-    /// `(list, allow list)` for each match an allow list withheld.
-    pub suppressed: Vec<(Arc<str>, Arc<str>)>,
+    /// The matches allow lists withheld (videos as kind `vpdq` matches at their smallest
+    /// distance), each with the allow-list entry that withheld it; `query` is 0 for a video
+    /// and the frame's position for a frame's image.
+    pub suppressed: Vec<Suppressed>,
 }
 
 impl VideoAnswer {
@@ -585,22 +603,26 @@ impl Index {
                 .find(|(l, _)| &*l.name == allow_list)
                 .is_some_and(|(_, p)| p.suppresses.iter().any(|t| t == list))
         };
-        let allowed_videos: Vec<Arc<str>> = videos
+        let allowed_videos: Vec<Match> = videos
             .iter()
             .filter(|(allow, _)| *allow)
-            .map(|(_, m)| Arc::clone(&m.list))
+            .map(|(_, m)| m.as_match())
             .collect();
-        let allowed_frames: Vec<(usize, Arc<str>)> = images
+        let allowed_frames: Vec<FrameMatch> = images
             .iter()
             .filter(|(allow, _)| *allow)
-            .map(|(_, m)| (m.frame, Arc::clone(&m.found.list)))
+            .map(|(_, m)| m.clone())
             .collect();
         for (allow, m) in videos {
             if allow {
                 continue;
             }
-            match allowed_videos.iter().find(|a| suppresses(a, &m.list)) {
-                Some(by) => answer.suppressed.push((m.list, Arc::clone(by))),
+            match allowed_videos.iter().find(|a| suppresses(&a.list, &m.list)) {
+                Some(by) => answer.suppressed.push(Suppressed {
+                    query: 0,
+                    allow: by.clone(),
+                    withheld: m.as_match(),
+                }),
                 None => answer.matches.push(m),
             }
         }
@@ -610,11 +632,13 @@ impl Index {
             }
             let by = allowed_frames
                 .iter()
-                .find(|(frame, a)| *frame == m.frame && suppresses(a, &m.found.list));
+                .find(|a| a.frame == m.frame && suppresses(&a.found.list, &m.found.list));
             match by {
-                Some((_, by)) => answer
-                    .suppressed
-                    .push((Arc::clone(&m.found.list), Arc::clone(by))),
+                Some(by) => answer.suppressed.push(Suppressed {
+                    query: m.frame,
+                    allow: by.found.clone(),
+                    withheld: m.found,
+                }),
                 None => answer.images.push(m),
             }
         }

@@ -477,7 +477,20 @@ fn allow_lists_withhold_the_videos_and_frames_of_their_lists() {
         answer
             .suppressed
             .iter()
-            .all(|(l, a)| &**l == "block" && &**a == "allow")
+            .all(|s| &*s.withheld.list == "block" && &*s.allow.list == "allow")
     );
+    let withheld: Vec<(&str, &str, usize)> = answer
+        .suppressed
+        .iter()
+        .map(|s| {
+            (
+                s.withheld.reference.as_str(),
+                s.allow.reference.as_str(),
+                s.query,
+            )
+        })
+        .collect();
+    // The still is the query's last frame.
+    assert_eq!(withheld, [("v", "ok", 0), ("i", "ok-i", listed.len())]);
     assert_eq!(answer.decision(), Decision::NoMatch);
 }

@@ -16,7 +16,7 @@ use crate::clock::{now_unix, rfc3339};
 use crate::index::vpdq::Frame;
 use crate::index::{MatchOptions, VideoAnswer};
 use crate::kinds::HashKind;
-use crate::server::audit::AuditRecord;
+use crate::server::audit::{AuditRecord, SuppressedBy};
 use crate::server::auth::PartnerAuth;
 use crate::server::problem::Problem;
 use crate::server::{AppState, Snapshot};
@@ -106,8 +106,9 @@ pub(super) async fn match_video(
 }
 
 /// Matches `frames` for `partner`, withholds the matches of quarantined entries, and hands
-/// what is left to the audit log (one line per listed video or image matched; a video's
-/// distance is the smallest between a frame of each).
+/// what is left to the audit log (one line per listed video or image matched, and per match
+/// an allow list withheld, with `suppressed_by`; a video's distance is the smallest between
+/// a frame of each).
 fn answer(
     state: &AppState,
     snapshot: &Snapshot,
@@ -129,8 +130,11 @@ fn answer(
             .images
             .retain(|m| !quarantine_withholds(state, &m.found.list, &m.found.reference));
     }
-    for (list, allow) in &answer.suppressed {
-        state.shared.metrics.suppressed(list, allow);
+    for s in &answer.suppressed {
+        state
+            .shared
+            .metrics
+            .suppressed(&s.withheld.list, &s.allow.list);
     }
     let time = rfc3339(now_unix());
     let kind = HashKind::Vpdq.name();
@@ -154,9 +158,24 @@ fn answer(
         distance: m.found.distance,
         suppressed_by: None,
     });
-    let audit: Vec<AuditRecord<'_>> = videos.chain(images).collect();
+    let suppressed = answer.suppressed.iter().map(|s| AuditRecord {
+        time: &time,
+        partner: &partner.name,
+        list: &s.withheld.list,
+        version: s.withheld.version,
+        reference: &s.withheld.reference,
+        kind,
+        distance: s.withheld.distance,
+        suppressed_by: Some(SuppressedBy {
+            list: &s.allow.list,
+            version: s.allow.version,
+            reference: &s.allow.reference,
+            distance: s.allow.distance,
+        }),
+    });
+    let audit: Vec<AuditRecord<'_>> = videos.chain(images).chain(suppressed).collect();
     let pending = state.audit.record(&audit);
-    for record in &audit {
+    for record in audit.iter().filter(|r| r.suppressed_by.is_none()) {
         state.shared.metrics.matched(record.list, 1);
     }
     state.shared.metrics.queries(&partner.name, 1);
