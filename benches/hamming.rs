@@ -17,6 +17,10 @@ use hashsieve::index::column::Column;
 use hashsieve::index::hamming::HammingIndex;
 use hashsieve::kinds::hamming_bytes;
 
+/// As the binary: large blocks on transparent huge pages (`src/hugepages.rs`).
+#[global_allocator]
+static ALLOCATOR: hashsieve::hugepages::HugePageAdvice = hashsieve::hugepages::HugePageAdvice;
+
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut rng = SmallRng::seed_from_u64(seed);
     (0..n).map(|_| rng.random::<u8>()).collect()

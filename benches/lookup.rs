@@ -20,6 +20,10 @@ use hashsieve::index::exact::{ExactFilter, ExactTable};
 use hashsieve::index::{Index, MatchOptions, Query};
 use hashsieve::kinds::{HashKind, HashValue};
 
+/// As the binary: large blocks on transparent huge pages (`src/hugepages.rs`).
+#[global_allocator]
+static ALLOCATOR: hashsieve::hugepages::HugePageAdvice = hashsieve::hugepages::HugePageAdvice;
+
 fn random_keys(n: usize, len: usize, seed: u64) -> Vec<Vec<u8>> {
     let mut rng = SmallRng::seed_from_u64(seed);
     (0..n)

@@ -28,6 +28,10 @@ use hashsieve::kinds::{HashKind, HashValue};
 const SHOTS: usize = 30;
 const FRAMES_PER_SHOT: usize = 10;
 
+/// As the binary: large blocks on transparent huge pages (`src/hugepages.rs`).
+#[global_allocator]
+static ALLOCATOR: hashsieve::hugepages::HugePageAdvice = hashsieve::hugepages::HugePageAdvice;
+
 fn random_hash(rng: &mut SmallRng) -> [u8; 32] {
     let mut h = [0u8; 32];
     rng.fill(&mut h[..]);

@@ -21,7 +21,7 @@
 //! | [`urls`] | URL canonicalisation and lookup expressions (Safe Browsing's rules) |
 //! | [`kinds`] | hash kinds and values: parsing, display, Hamming distance |
 //! | [`objstore`] | S3-compatible object storage: list, get (capped), put |
-//! | [`clock`], [`fsutil`], `prefetch` | leaves: time formats, atomic file writes, CPU prefetch |
+//! | [`clock`], [`fsutil`], `prefetch`, [`hugepages`] | leaves: time formats, atomic file writes, CPU prefetch, large blocks on huge pages |
 
 pub mod cli;
 pub mod client;
@@ -30,6 +30,7 @@ pub mod config;
 pub mod fsutil;
 pub mod hashing;
 pub mod hashset;
+pub mod hugepages;
 pub mod index;
 pub mod kinds;
 pub mod objstore;
