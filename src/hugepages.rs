@@ -11,8 +11,27 @@
 //! (jemalloc's `thp:always` changes every allocation, and the allocator with it).
 //!
 //! The binary installs it (`src/main.rs`); benches that measure the index do too.
+//! `HASHSIEVE_HUGE_PAGES=0` turns the advice off (machines differ: measure both,
+//! `docs/benchmarks.md`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether large blocks are advised (on unless turned off at start).
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the advice on or off for blocks allocated from now on.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Reads `HASHSIEVE_HUGE_PAGES` (`0` turns the advice off); called once at start, before
+/// the large blocks (the allocator itself cannot read the environment: that allocates).
+pub fn configure_from_env() {
+    if std::env::var_os("HASHSIEVE_HUGE_PAGES").is_some_and(|v| v == "0") {
+        set_enabled(false);
+    }
+}
 
 /// Blocks of at least this many bytes are advised.
 const ADVISED_FROM: usize = 8 << 20;
@@ -56,7 +75,7 @@ unsafe impl GlobalAlloc for HugePageAdvice {
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn advise(p: *mut u8, len: usize) {
-    if p.is_null() || len < ADVISED_FROM {
+    if p.is_null() || len < ADVISED_FROM || !ENABLED.load(Ordering::Relaxed) {
         return;
     }
     let start = (p as usize).next_multiple_of(HUGE_PAGE);

@@ -8,5 +8,6 @@ use std::process::ExitCode;
 static ALLOCATOR: hashsieve::hugepages::HugePageAdvice = hashsieve::hugepages::HugePageAdvice;
 
 fn main() -> ExitCode {
+    hashsieve::hugepages::configure_from_env();
     hashsieve::cli::main()
 }
