@@ -1,6 +1,7 @@
 //! `hashsieve match --hashset SET... --public-key KEY [--stats] [INPUT|-]`: offline matching
 //! against verified sets, no server; and `hashsieve match --server URL [--api-key-env VAR]
-//! PATH...`: hash files locally and ask a hashsieve service, sending only the hashes.
+//! PATH...`: hash files locally and ask a hashsieve service, sending only the hashes. A video
+//! (a hash record with `vpdq` frames) also gets one verdict for the video as a whole.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -48,7 +49,8 @@ pub(crate) struct MatchArgs {
     #[arg(long = "index-dir", value_name = "DIR", conflicts_with = "server")]
     index_dir: Option<PathBuf>,
     /// Ask the hashsieve service at URL instead: hash the PATHs (files, directories) here and
-    /// send only their hashes. Prints {"path","query","verdict","matches"} per hash.
+    /// send only their hashes. Prints {"path","query","verdict","matches"} per hash, and per
+    /// video file one line for the video (its frames sent to /v1/match/video).
     #[arg(long, value_name = "URL")]
     server: Option<String>,
     /// The environment variable holding the partner's API key (with --server).
