@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::index::vpdq::Frame;
-use crate::index::{Decision, Query, Verdict, VideoAnswer};
+use crate::index::{Decision, Match, Query, Verdict, VideoAnswer};
 use crate::kinds::{HashKind, HashValue};
 
 /// `POST /v1/match` body.
@@ -171,16 +171,23 @@ impl<'a> VerdictOut<'a> {
             matches: verdict
                 .matches
                 .iter()
-                .map(|m| MatchOut {
-                    list: Cow::Borrowed(&m.list),
-                    version: m.version,
-                    kind: Cow::Borrowed(m.kind.name()),
-                    severity: m.severity,
-                    category: Cow::Borrowed(&m.category),
-                    reference: Cow::Borrowed(&m.reference),
-                    distance: distance(m.distance),
-                })
+                .map(|m| MatchOut::of(m, &distance))
                 .collect(),
+        }
+    }
+}
+
+impl<'a> MatchOut<'a> {
+    /// `m` as a partner sees it, its distance passed through the partner's policy.
+    pub fn of(m: &'a Match, distance: impl Fn(u32) -> Option<u32>) -> MatchOut<'a> {
+        MatchOut {
+            list: Cow::Borrowed(&m.list),
+            version: m.version,
+            kind: Cow::Borrowed(m.kind.name()),
+            severity: m.severity,
+            category: Cow::Borrowed(&m.category),
+            reference: Cow::Borrowed(&m.reference),
+            distance: distance(m.distance),
         }
     }
 }
@@ -308,16 +315,10 @@ impl FrameIn {
 
     /// The frame, or which field is wrong and why (`hash: ...`, `quality: ...`).
     pub fn to_frame(&self) -> Result<Frame, String> {
-        let hash = HashValue::parse(HashKind::Pdq, &self.hash).map_err(|e| format!("hash: {e}"))?;
         if self.quality > 100 {
             return Err(format!("quality: {} is over 100", self.quality));
         }
-        let mut pdq = [0u8; 32];
-        pdq.copy_from_slice(hash.code());
-        Ok(Frame {
-            pdq,
-            quality: self.quality,
-        })
+        Frame::parse(&self.hash, self.quality).map_err(|e| format!("hash: {e}"))
     }
 }
 
@@ -444,15 +445,7 @@ impl<'a> VideoVerdictOut<'a> {
                 .iter()
                 .map(|m| FrameMatchOut {
                     frame: m.frame,
-                    found: MatchOut {
-                        list: Cow::Borrowed(&m.found.list),
-                        version: m.found.version,
-                        kind: Cow::Borrowed(m.found.kind.name()),
-                        severity: m.found.severity,
-                        category: Cow::Borrowed(&m.found.category),
-                        reference: Cow::Borrowed(&m.found.reference),
-                        distance: distance(m.found.distance),
-                    },
+                    found: MatchOut::of(&m.found, &distance),
                 })
                 .collect(),
         }

@@ -226,14 +226,8 @@ fn record_frames(record: &crate::hashing::FileRecord) -> anyhow::Result<Option<V
     let frames = frames
         .iter()
         .map(|f| {
-            let hash = crate::kinds::HashValue::parse(crate::kinds::HashKind::Pdq, &f.pdq)
-                .map_err(|e| anyhow!("{}: frame {}: {e}", record.path, f.frame))?;
-            let mut pdq = [0u8; 32];
-            pdq.copy_from_slice(hash.code());
-            Ok(Frame {
-                pdq,
-                quality: f.quality,
-            })
+            Frame::parse(&f.pdq, f.quality)
+                .map_err(|e| anyhow!("{}: frame {}: {e}", record.path, f.frame))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Some(frames))

@@ -115,8 +115,6 @@ fn parse_frames(frames: &serde_json::Value) -> Result<Vec<Frame>, String> {
             let hex = f["pdq"]
                 .as_str()
                 .ok_or_else(|| format!("vpdq frame {n}: pdq must be a hex string"))?;
-            let hash =
-                HashValue::parse(HashKind::Pdq, hex).map_err(|e| format!("vpdq frame {n}: {e}"))?;
             let quality = f["quality"]
                 .as_u64()
                 .and_then(|q| u8::try_from(q).ok())
@@ -124,9 +122,7 @@ fn parse_frames(frames: &serde_json::Value) -> Result<Vec<Frame>, String> {
                 .ok_or_else(|| {
                     format!("vpdq frame {n}: quality must be a whole number from 0 to 100")
                 })?;
-            let mut pdq = [0u8; 32];
-            pdq.copy_from_slice(hash.code());
-            Ok(Frame { pdq, quality })
+            Frame::parse(hex, quality).map_err(|e| format!("vpdq frame {n}: {e}"))
         })
         .collect()
 }

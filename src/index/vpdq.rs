@@ -34,6 +34,19 @@ pub struct Frame {
     pub quality: u8,
 }
 
+impl Frame {
+    /// A frame from its PDQ hash's hex and its quality (0-100), or why not.
+    pub fn parse(hex: &str, quality: u8) -> Result<Frame, String> {
+        let hash = crate::kinds::HashValue::parse(HashKind::Pdq, hex).map_err(|e| e.to_string())?;
+        if quality > 100 {
+            return Err(format!("quality {quality} is over 100"));
+        }
+        let mut pdq = [0u8; 32];
+        pdq.copy_from_slice(hash.code());
+        Ok(Frame { pdq, quality })
+    }
+}
+
 /// The frames that count: quality at least [`MIN_TRUSTED_QUALITY`], each hash once (the
 /// first occurrence kept, as the reference's `dedupe` does).
 pub fn frames_that_count(frames: &[Frame]) -> Vec<Pdq256> {
