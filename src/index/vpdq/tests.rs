@@ -128,6 +128,24 @@ pub(crate) fn video_set(
     Arc::new(HashSetFile::parse(t.to_set_bytes(&header).unwrap().0).unwrap())
 }
 
+/// A set of `listed` videos (category A) and its vpdq section.
+fn listed_set(
+    listed: &[(String, Vec<Frame>)],
+) -> (Arc<crate::hashset::format::HashSetFile>, Section) {
+    let refs: Vec<(&str, &str, Vec<Frame>)> = listed
+        .iter()
+        .map(|(r, f)| ("A", r.as_str(), f.clone()))
+        .collect();
+    let set = video_set("videos", &refs, &[], VideoShare::DEFAULT);
+    let section = set
+        .sections()
+        .iter()
+        .find(|s| s.kind == HashKind::Vpdq)
+        .unwrap()
+        .clone();
+    (set, section)
+}
+
 #[test]
 fn indexed_shares_are_the_brute_force_shares() {
     // Random lists of videos and query videos that are clips of them (frames a few bits
@@ -141,17 +159,7 @@ fn indexed_shares_are_the_brute_force_shares() {
                 (format!("v{i}"), video(&mut rng, n))
             })
             .collect();
-        let refs: Vec<(&str, &str, Vec<Frame>)> = listed
-            .iter()
-            .map(|(r, f)| ("A", r.as_str(), f.clone()))
-            .collect();
-        let set = video_set("videos", &refs, &[], VideoShare::DEFAULT);
-        let section = set
-            .sections()
-            .iter()
-            .find(|s| s.kind == HashKind::Vpdq)
-            .unwrap()
-            .clone();
+        let (set, section) = listed_set(&listed);
         for threshold in [0, 16, 31, 40] {
             let frames = VideoFrames::build(&set, &section, threshold).unwrap();
             for q in 0..8 {
@@ -215,17 +223,7 @@ fn searching_part_of_the_query_finds_every_video_that_can_reach_the_minimum() {
                 (format!("v{i}"), frames)
             })
             .collect();
-        let refs: Vec<(&str, &str, Vec<Frame>)> = listed
-            .iter()
-            .map(|(r, f)| ("A", r.as_str(), f.clone()))
-            .collect();
-        let set = video_set("videos", &refs, &[], VideoShare::DEFAULT);
-        let section = set
-            .sections()
-            .iter()
-            .find(|s| s.kind == HashKind::Vpdq)
-            .unwrap()
-            .clone();
+        let (set, section) = listed_set(&listed);
         let frames = VideoFrames::build(&set, &section, 31).unwrap();
         for q in 0..10 {
             let mut query: Vec<Frame> = Vec::new();
