@@ -133,8 +133,6 @@ const DISTANCES_PER_SEARCH: u64 = 20_000;
 struct Video {
     /// One of its entries: its category and reference.
     entry: u32,
-    /// Its frames that count (distinct hashes of quality 50 and up).
-    frames: u32,
 }
 
 /// A listed video that shares frames with a query video ([`VideoFrames::shares`]).
@@ -203,12 +201,8 @@ impl VideoFrames {
             let next = videos.len() as u32;
             let video = *ids.entry((e.category, e.reference)).or_insert(next);
             if video == next {
-                videos.push(Video {
-                    entry: i as u32,
-                    frames: 0,
-                });
+                videos.push(Video { entry: i as u32 });
             }
-            videos[video as usize].frames += 1;
             members.push(i as u32);
             video_of.push(video);
         }
@@ -275,6 +269,11 @@ impl VideoFrames {
         }
     }
 
+    /// Video `video`'s frames that count (distinct hashes of quality 50 and up).
+    fn frames_of(&self, video: u32) -> u32 {
+        self.video_rows[video as usize + 1] - self.video_rows[video as usize]
+    }
+
     /// The members of an indexed row.
     fn run(&self, row: u32) -> &[u32] {
         let row = row as usize;
@@ -329,7 +328,7 @@ impl VideoFrames {
             candidates.dedup();
             let frames: u64 = candidates
                 .iter()
-                .map(|&v| u64::from(self.videos[v as usize].frames))
+                .map(|&v| u64::from(self.frames_of(v)))
                 .sum();
             let rest = (len - searched) as u64;
             if frames.saturating_mul(len as u64) <= rest.saturating_mul(per_search) {
@@ -372,7 +371,7 @@ impl VideoFrames {
             entry: v.entry as usize,
             query_frames,
             listed_frames: listed.iter().filter(|&&m| m).count() as u32,
-            frames: v.frames,
+            frames: self.frames_of(video),
             distance,
         }
     }
@@ -410,7 +409,7 @@ impl VideoFrames {
                 entry: v.entry as usize,
                 query_frames,
                 listed_frames,
-                frames: v.frames,
+                frames: self.frames_of(video),
                 distance: group.iter().map(|g| g.2).min().unwrap_or(0),
             });
         }
