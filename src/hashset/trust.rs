@@ -267,7 +267,7 @@ pub fn read_capped(
     let capacity = declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
     let mut bytes = Vec::with_capacity(capacity);
     reader
-        .take(limit + 1)
+        .take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|source| Refusal::Io {
             path: path.to_owned(),
@@ -535,5 +535,29 @@ fn comment_refusal(path: &Path, e: SignatureError) -> Refusal {
             path: path.to_owned(),
             detail: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_capped_reads_everything_under_any_limit_and_refuses_past_it() {
+        let data = vec![7u8; 1000];
+        let path = Path::new("mem");
+        // The largest limit means "no limit": `limit + 1` must not wrap to an empty read.
+        for limit in [1000, 1 << 40, u64::MAX] {
+            let got = read_capped(path, &data[..], None, limit).unwrap();
+            assert_eq!(got, data, "limit {limit}");
+        }
+        assert!(matches!(
+            read_capped(path, &data[..], None, 999),
+            Err(Refusal::TooLarge { size: 1000, .. })
+        ));
+        assert!(matches!(
+            read_capped(path, &data[..], Some(1000), 999),
+            Err(Refusal::TooLarge { size: 1000, .. })
+        ));
     }
 }
