@@ -23,7 +23,7 @@
 //! a small PDQ list do store sketches, half of each code beside its id: `ChunkTable::sketch`).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -409,19 +409,48 @@ pub fn open_or_build(
     set: Arc<HashSetFile>,
     dir: &Path,
 ) -> Result<(ListIndex, Option<StoreError>), IndexError> {
+    let opened = open_or_build_unsaved(set, dir)?;
+    // A cache that cannot be written only costs the next start its speed.
+    let saved = match &opened.save_to {
+        Some(path) => save(&opened.list, path).err().map(StoreError::Io),
+        None => None,
+    };
+    Ok((opened.list, opened.problem.or(saved)))
+}
+
+/// What [`open_or_build_unsaved`] found.
+pub struct Opened {
+    pub list: ListIndex,
+    /// Why a saved index existed but was not used (it was rebuilt).
+    pub problem: Option<StoreError>,
+    /// Where to [`save`] the list: `Some` when it was built now rather than opened.
+    pub save_to: Option<PathBuf>,
+}
+
+/// [`open_or_build`] without the save, for a caller that serves the built list first and
+/// saves it after: the file is only a cache for the next start, and writing it (about a
+/// gigabyte at 10 M PDQ codes, fsynced) need not delay the list's first answers.
+pub fn open_or_build_unsaved(set: Arc<HashSetFile>, dir: &Path) -> Result<Opened, IndexError> {
     let path = dir.join(file_name(&set));
     let problem = if path.exists() {
         match open(Arc::clone(&set), &path) {
-            Ok(list) => return Ok((list, None)),
+            Ok(list) => {
+                return Ok(Opened {
+                    list,
+                    problem: None,
+                    save_to: None,
+                });
+            }
             Err(e) => Some(e),
         }
     } else {
         None
     };
-    let list = ListIndex::build(set)?;
-    // A cache that cannot be written only costs the next start its speed.
-    let saved = save(&list, &path);
-    Ok((list, problem.or(saved.err().map(StoreError::Io))))
+    Ok(Opened {
+        list: ListIndex::build(set)?,
+        problem,
+        save_to: Some(path),
+    })
 }
 
 #[cfg(test)]

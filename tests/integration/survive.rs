@@ -203,6 +203,20 @@ key_sha256 = "{ops}"
         }
         found
     }
+
+    /// [`Service::temporaries`] once the running service's own writes are done: an index
+    /// is saved just after its list serves, so its temporary file may exist for a moment
+    /// after `wait_serving`. Returns what is still there after `timeout`.
+    pub(crate) fn temporaries_after(&self, timeout: Duration) -> Vec<PathBuf> {
+        let until = Instant::now() + timeout;
+        loop {
+            let found = self.temporaries();
+            if found.is_empty() || Instant::now() > until {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 pub(crate) struct Running {
@@ -528,7 +542,7 @@ fn kill_9_at_any_moment_of_an_update_loses_nothing() {
             "round {round}: version {published}"
         );
         assert_eq!(
-            service.temporaries(),
+            service.temporaries_after(Duration::from_secs(30)),
             Vec::<PathBuf>::new(),
             "round {round}"
         );

@@ -212,6 +212,8 @@ impl Updater {
     fn publish(&mut self) -> Result<(), UpdateError> {
         let index_dir = self.state.index_dir();
         let now = now_unix();
+        // Indexes built now, saved once they serve (the file only speeds up the next start).
+        let mut unsaved: Vec<(String, Arc<ListIndex>, PathBuf)> = Vec::new();
         for l in &mut self.lists {
             let Some(set) = &l.current else { continue };
             if !set.header().serving(now) {
@@ -222,11 +224,15 @@ impl Updater {
                 .as_ref()
                 .is_none_or(|ix| ix.set().digest() != set.digest());
             if stale {
-                let (list, problem) = store::open_or_build(Arc::clone(set), &index_dir)?;
-                if let Some(problem) = problem {
+                let opened = store::open_or_build_unsaved(Arc::clone(set), &index_dir)?;
+                if let Some(problem) = opened.problem {
                     tracing::warn!(list = %l.config.name, %problem, "saved index not used; rebuilt");
                 }
-                l.index = Some(Arc::new(list));
+                let list = Arc::new(opened.list);
+                if let Some(path) = opened.save_to {
+                    unsaved.push((l.config.name.clone(), Arc::clone(&list), path));
+                }
+                l.index = Some(list);
             }
         }
         let serving: Vec<Arc<ListIndex>> = self
@@ -240,6 +246,12 @@ impl Updater {
             .map(|ix| store::file_name(ix.set()))
             .collect();
         self.shared.swap(serving);
+        for (name, list, path) in unsaved {
+            if let Err(e) = store::save(&list, &path) {
+                tracing::warn!(list = %name, path = %path.display(), error = %e,
+                    "index not saved; the next start builds it again");
+            }
+        }
         self.state.remove_indexes_except(&keep);
         Ok(())
     }
