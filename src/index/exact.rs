@@ -291,6 +291,15 @@ impl ExactFilter {
             FilterState::Empty => return Vec::new(),
             FilterState::PassAll => return ids.to_vec(),
         };
+        if ids.len() < FILTER_BLOCK / 4 {
+            // A single GET or a small batch: hashing and staging whole blocks of 64 keys
+            // would be most of its cost.
+            return ids
+                .iter()
+                .copied()
+                .filter(|&id| f.contains(&fingerprint(key_of(id))))
+                .collect();
+        }
         let fingerprints: &[u8] = &f.fingerprints;
         // A slot out of range cannot happen with a checked descriptor; it would pass the key
         // on to the table (never a false "absent").
@@ -556,6 +565,22 @@ mod tests {
             .collect();
         assert_eq!(ids, expected);
         assert!(ids.len() >= ks.len() && ids[..ks.len()].iter().copied().eq(0..ks.len() as u32));
+        // Small batches (a single GET) take a key-at-a-time path: the same answers.
+        for n in [1usize, 2, 15, 16, 17, 63, 64, 65] {
+            let some: Vec<u32> = all.iter().copied().skip(19_990).take(n).collect();
+            let got = filter.possible(&some, |i| &mixed[i as usize], |_| ());
+            let want: Vec<u32> = some
+                .iter()
+                .copied()
+                .filter(|&i| f.contains(&fingerprint(&mixed[i as usize])))
+                .collect();
+            assert_eq!(got, want, "{n} keys");
+            assert!(
+                some.iter()
+                    .filter(|&&i| (i as usize) < ks.len())
+                    .all(|i| got.contains(i))
+            );
+        }
     }
 
     #[test]
