@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The service path against the index alone, on one corpus of scripts/peers_compare.sh:
+#   scripts/service_path.sh WORK [SECONDS]      e.g. scripts/service_path.sh /tmp/hashsieve-peers/n1000000
+# Serves WORK's signed PDQ and SHA-256 sets (two lists; a partner key, as in production) on
+# 127.0.0.1, then with wrk (one thread, 32 connections): GET /healthz, single-hash GETs of
+# the corpus's PDQ queries, of its SHA-256 queries; then the same queries matched one at a
+# time in process (examples/single_cost.rs) on one and two threads. Needs wrk, a release
+# build with the example (cargo build --release --examples) and a corpus peers_compare.sh
+# has built the sets of.
+set -euo pipefail
+work=$(cd "${1:?usage: service_path.sh WORK [SECONDS]}" && pwd)
+secs=${2:-10}
+here=$(cd "$(dirname "$0")/.." && pwd)
+H=${HASHSIEVE_BIN:-$here/target/release/hashsieve}
+single=${SINGLE_COST_BIN:-$here/target/release/examples/single_cost}
+port=${PORT:-8191}
+command -v wrk >/dev/null || { echo "needs wrk (apt install wrk)"; exit 2; }
+run=$work/service
+mkdir -p "$run"
+max=0
+for kind in pdq sha256; do
+  mkdir -p "$run/published/peers-$kind"
+  ln -f "$work/$kind.hset" "$run/published/peers-$kind/peers-$kind-1.hset"
+  ln -f "$work/$kind.hset.minisig" "$run/published/peers-$kind/peers-$kind-1.hset.minisig"
+  size=$(stat -c %s "$work/$kind.hset")
+  [ "$size" -gt "$max" ] && max=$size
+  # One GET path per query line, in the corpus's order (1% members or planted near ones).
+  sed "s#^#/v1/match/$kind/#; 200000q" "$work/data/${kind}_queries.txt" > "$run/$kind.paths"
+done
+key=service-path-partner-key
+digest=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
+pub=$(sed -n 2p "$work/key.pub")
+cat > "$run/hashsieve.toml" <<EOF
+listen = "127.0.0.1:$port"
+state_dir = "state"
+audit_log = "audit.jsonl"
+[limits]
+max_set_bytes = $((max + 1024))
+[[lists]]
+name = "peers-pdq"
+source = "dir:published/peers-pdq"
+public_keys = ["$pub"]
+[[lists]]
+name = "peers-sha256"
+source = "dir:published/peers-sha256"
+public_keys = ["$pub"]
+[[partners]]
+name = "bench"
+key_sha256 = "$digest"
+lists = ["peers-pdq", "peers-sha256"]
+rate_per_second = 100000000
+EOF
+for kind in pdq sha256; do
+  cat > "$run/$kind.lua" <<EOF
+local paths = {}
+for line in io.lines("$run/$kind.paths") do paths[#paths + 1] = line end
+local i = 0
+wrk.headers["Authorization"] = "Bearer $key"
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i])
+end
+EOF
+done
+cd "$run"
+HASHSIEVE_LOG=warn "$H" serve --config hashsieve.toml &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
+until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do
+  kill -0 "$server" 2>/dev/null || { echo "serve exited"; exit 1; }
+  sleep 0.2
+done
+echo "== $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; $work"
+rate() { wrk -t1 -c32 -d"${secs}s" "$@" | awk '/Requests\/sec/ { print $2 }'; }
+for round in 1 2 3; do
+  echo "round $round: healthz $(rate "http://127.0.0.1:$port/healthz")/s," \
+    "PDQ GETs $(rate -s pdq.lua "http://127.0.0.1:$port")/s," \
+    "SHA-256 GETs $(rate -s sha256.lua "http://127.0.0.1:$port")/s"
+done
+kill "$server"
+wait "$server" 2>/dev/null || true
+trap - EXIT
+for kind in pdq sha256; do
+  sed "s/^/$kind:/; 200000q" "$work/data/${kind}_queries.txt" > "$run/$kind.queries"
+  for threads in 1 2; do
+    echo "== in process, $kind, one query at a time, $threads thread(s)"
+    "$single" "$work/$kind.hset" "$work/key.pub" "$run/$kind.queries" "$threads"
+  done
+done
