@@ -12,23 +12,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
-use hashsieve::hashset::signing::{Published, parse_public_key};
-use hashsieve::hashset::trust::{self, Policy};
-use hashsieve::index::{Index, MatchOptions, NearMiss, Query};
+use hashsieve::index::Query;
 use hashsieve::kinds::{HashKind, HashValue};
 
-/// The server's default near-miss sampling (`limits.near_miss_bits`, `near_miss_sample`).
-const NEAR: MatchOptions<'static> = MatchOptions {
-    lists: None,
-    near_miss: NearMiss {
-        bits: 16,
-        every: 128,
-    },
-};
+mod common;
 
 /// Each timing covers this many passes over the bodies.
 const PASSES: usize = 4;
@@ -38,14 +28,17 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .map(PathBuf::from)
         .ok_or_else(|| anyhow!("usage: batch_cost WORK_DIR (from scripts/load_test.sh)"))?;
-    let index = load_index(&work)?;
+    let index = common::load_index(
+        &work.join("published/load/load-1.hset"),
+        &work.join("load.pub"),
+    )?;
     let batches = read_bodies(&work.join("bodies"))?;
     let queries: usize = batches.iter().map(Vec::len).sum();
     let per_batch = |d: Duration| d.as_secs_f64() * 1e6 / (PASSES * batches.len()) as f64;
     for round in 1..=3 {
         let mixed = time(|| {
             for b in &batches {
-                index.match_batch(b, &NEAR);
+                index.match_batch(b, &common::NEAR);
             }
         });
         let mut in_mix: BTreeMap<&str, Duration> = BTreeMap::new();
@@ -54,7 +47,7 @@ fn main() -> anyhow::Result<()> {
             for kinds in &by_kind {
                 for (kind, qs) in kinds {
                     let t = Instant::now();
-                    index.match_batch(qs, &NEAR);
+                    index.match_batch(qs, &common::NEAR);
                     *in_mix.entry(kind.name()).or_default() += t.elapsed();
                 }
             }
@@ -70,7 +63,7 @@ fn main() -> anyhow::Result<()> {
             }
             let d = time(|| {
                 for qs in &own {
-                    index.match_batch(qs, &NEAR);
+                    index.match_batch(qs, &common::NEAR);
                 }
             });
             alone.insert(kind.name(), d);
@@ -116,21 +109,6 @@ fn split(batch: &[Query]) -> Vec<(HashKind, Vec<Query>)> {
         })
         .filter(|(_, qs): &(HashKind, Vec<Query>)| !qs.is_empty())
         .collect()
-}
-
-/// The load test's set, verified with its key, indexed.
-fn load_index(work: &Path) -> anyhow::Result<Index> {
-    let key_path = work.join("load.pub");
-    let key = std::fs::read_to_string(&key_path)
-        .with_context(|| format!("{}: cannot read", key_path.display()))?;
-    let key = parse_public_key(&key).map_err(|e| anyhow!("{}: {e}", key_path.display()))?;
-    let set_path = work.join("published/load/load-1.hset");
-    let set = match trust::verify_path(&set_path, &Policy::new(vec![key]), None) {
-        Ok(Published::Set(set)) => set,
-        Ok(Published::Delta(_)) => bail!("{}: a delta, not a set", set_path.display()),
-        Err(refusal) => bail!("{}: refused: {refusal:#}", set_path.display()),
-    };
-    Index::build(vec![Arc::new(set)]).context("building the index")
 }
 
 /// Every `*.json` request body in `dir` as queries.

@@ -11,23 +11,13 @@
 //! per round: queries, seconds, queries per second.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, anyhow, bail};
-use hashsieve::hashset::signing::{Published, parse_public_key};
-use hashsieve::hashset::trust::{self, Policy};
+use hashsieve::index::Query;
 use hashsieve::index::query::parse_line;
-use hashsieve::index::{Index, MatchOptions, NearMiss, Query};
 
-/// The server's default near-miss sampling (`limits.near_miss_bits`, `near_miss_sample`).
-const NEAR: MatchOptions<'static> = MatchOptions {
-    lists: None,
-    near_miss: NearMiss {
-        bits: 16,
-        every: 128,
-    },
-};
+mod common;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,10 +27,12 @@ fn main() -> anyhow::Result<()> {
     let threads: usize = match rest.first() {
         Some(t) => t
             .parse()
-            .with_context(|| format!("{t}: not a thread count"))?,
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| anyhow!("THREADS: {t:?} is not a thread count (1 or more)"))?,
         None => 1,
     };
-    let index = load_index(Path::new(set), Path::new(key))?;
+    let index = common::load_index(Path::new(set), Path::new(key))?;
     let text =
         std::fs::read_to_string(queries).with_context(|| format!("{queries}: cannot read"))?;
     let mut qs: Vec<Query> = Vec::new();
@@ -50,7 +42,7 @@ fn main() -> anyhow::Result<()> {
     if qs.is_empty() {
         bail!("{queries}: no queries");
     }
-    let part = qs.len().div_ceil(threads.max(1));
+    let part = qs.len().div_ceil(threads);
     for round in 1..=3 {
         let started = Instant::now();
         let matched: usize = std::thread::scope(|s| {
@@ -62,14 +54,18 @@ fn main() -> anyhow::Result<()> {
                         chunk
                             .iter()
                             .map(|q| {
-                                let answers = index.match_batch(std::slice::from_ref(q), &NEAR);
+                                let answers =
+                                    index.match_batch(std::slice::from_ref(q), &common::NEAR);
                                 answers.verdicts.decided().len()
                             })
                             .sum::<usize>()
                     })
                 })
                 .collect();
-            workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .sum()
         });
         let secs = started.elapsed().as_secs_f64();
         println!(
@@ -79,19 +75,4 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The set, verified with its key, indexed.
-fn load_index(set_path: &Path, key_path: &Path) -> anyhow::Result<Index> {
-    let key = std::fs::read_to_string(key_path)
-        .with_context(|| format!("{}: cannot read", key_path.display()))?;
-    let key = parse_public_key(&key).map_err(|e| anyhow!("{}: {e}", key_path.display()))?;
-    let mut policy = Policy::new(vec![key]);
-    policy.max_bytes = 1 << 40;
-    let set = match trust::verify_path(set_path, &policy, None) {
-        Ok(Published::Set(set)) => set,
-        Ok(Published::Delta(_)) => bail!("{}: a delta, not a set", set_path.display()),
-        Err(refusal) => bail!("{}: refused: {refusal:#}", set_path.display()),
-    };
-    Index::build(vec![Arc::new(set)]).context("building the index")
 }
