@@ -126,16 +126,6 @@ for _ in $(seq 1 600); do
 done
 curl -sf localhost:8181/readyz
 
-cat > "$work/get.lua" <<EOF
-local paths = {}
-for line in io.lines("$work/get_paths.txt") do paths[#paths + 1] = line end
-local i = 0
-wrk.headers["Authorization"] = "Bearer $key"
-request = function()
-  i = i % #paths + 1
-  return wrk.format("GET", paths[i])
-end
-EOF
 for set in bodies bodies-exact bodies-pdq bodies-phash bodies-md5; do
 cat > "$work/post-$set.lua" <<EOF
 local bodies = {}
@@ -156,7 +146,8 @@ EOF
 done
 echo
 echo "== single-hash GETs (1% hits), wrk -t1 -c32 -d${secs}s"
-wrk -t1 -c32 -d"${secs}s" --latency -s "$work/get.lua" http://127.0.0.1:8181
+wrk -t1 -c32 -d"${secs}s" --latency -s "$here/scripts/wrk_get_paths.lua" http://127.0.0.1:8181 \
+  -- "$work/get_paths.txt" "$key"
 echo
 echo "== POST /v1/match, batches of 1 000 mixed hashes (1% hits), wrk -t1 -c8 -d${secs}s"
 echo "   (hashes/s = requests/s x 1 000)"

@@ -15,6 +15,12 @@ H=${HASHSIEVE_BIN:-$here/target/release/hashsieve}
 single=${SINGLE_COST_BIN:-$here/target/release/examples/single_cost}
 port=${PORT:-8191}
 command -v wrk >/dev/null || { echo "needs wrk (apt install wrk)"; exit 2; }
+for kind in pdq sha256; do
+  [ -f "$work/$kind.hset.minisig" ] && [ -f "$work/data/${kind}_queries.txt" ] || {
+    echo "$work: no signed $kind set or queries (run scripts/peers_compare.sh on it first)" >&2
+    exit 2
+  }
+done
 run=$work/service
 mkdir -p "$run"
 max=0
@@ -50,18 +56,6 @@ key_sha256 = "$digest"
 lists = ["peers-pdq", "peers-sha256"]
 rate_per_second = 100000000
 EOF
-for kind in pdq sha256; do
-  cat > "$run/$kind.lua" <<EOF
-local paths = {}
-for line in io.lines("$run/$kind.paths") do paths[#paths + 1] = line end
-local i = 0
-wrk.headers["Authorization"] = "Bearer $key"
-request = function()
-  i = i % #paths + 1
-  return wrk.format("GET", paths[i])
-end
-EOF
-done
 cd "$run"
 HASHSIEVE_LOG=warn "$H" serve --config hashsieve.toml &
 server=$!
@@ -72,10 +66,10 @@ until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do
 done
 echo "== $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; $work"
 rate() { wrk -t1 -c32 -d"${secs}s" "$@" | awk '/Requests\/sec/ { print $2 }'; }
+get() { rate -s "$here/scripts/wrk_get_paths.lua" "http://127.0.0.1:$port" -- "$run/$1.paths" "$key"; }
 for round in 1 2 3; do
   echo "round $round: healthz $(rate "http://127.0.0.1:$port/healthz")/s," \
-    "PDQ GETs $(rate -s pdq.lua "http://127.0.0.1:$port")/s," \
-    "SHA-256 GETs $(rate -s sha256.lua "http://127.0.0.1:$port")/s"
+    "PDQ GETs $(get pdq)/s, SHA-256 GETs $(get sha256)/s"
 done
 kill "$server"
 wait "$server" 2>/dev/null || true
