@@ -315,6 +315,9 @@ impl ExactFilter {
                 prefetch_key(id);
             }
             let chunk = ids.chunks(FILTER_BLOCK).nth(b).unwrap_or_default();
+            if chunk.is_empty() {
+                return; // past the last block: nothing to hash or prefetch
+            }
             for (key, &id) in keys.iter_mut().zip(chunk) {
                 *key = fingerprint(key_of(id));
             }
