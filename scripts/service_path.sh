@@ -2,7 +2,8 @@
 # The service path against the index alone, on one corpus of scripts/peers_compare.sh:
 #   scripts/service_path.sh WORK [SECONDS]      e.g. scripts/service_path.sh /tmp/hashsieve-peers/n1000000
 # Serves WORK's signed PDQ and SHA-256 sets (two lists; a partner key, as in production) on
-# 127.0.0.1, then with wrk (one thread, 32 connections): GET /healthz, single-hash GETs of
+# 127.0.0.1, then with wrk (one thread, 32 connections): GET /healthz (plain, and through
+# the same Lua script and key as the matches), single-hash GETs of
 # the corpus's PDQ queries, of its SHA-256 queries; then the same queries matched one at a
 # time in process (examples/single_cost.rs) on one and two threads. Needs wrk, a release
 # build with the example (cargo build --release --examples) and a corpus peers_compare.sh
@@ -33,6 +34,8 @@ for kind in pdq sha256; do
   # One GET path per query line, in the corpus's order (1% members or planted near ones).
   sed "s#^#/v1/match/$kind/#; 200000q" "$work/data/${kind}_queries.txt" > "$run/$kind.paths"
 done
+# /healthz also through the script, so that both sides pay the same client (Lua, headers).
+awk 'BEGIN { for (i = 0; i < 1000; i++) print "/healthz" }' > "$run/healthz.paths"
 key=service-path-partner-key
 digest=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
 pub=$(sed -n 2p "$work/key.pub")
@@ -65,11 +68,22 @@ until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do
   sleep 0.2
 done
 echo "== $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; $work"
-rate() { wrk -t1 -c32 -d"${secs}s" "$@" | awk '/Requests\/sec/ { print $2 }'; }
+tick=$(getconf CLK_TCK)
+# wrk's requests per second, and the server's CPU time per request over the run (user and
+# system, from /proc): on two cores shared with wrk the rate is noisy, the CPU cost less so.
+rate() {
+  local before after out
+  before=$(awk '{ print $14 + $15 }' "/proc/$server/stat")
+  out=$(wrk -t1 -c32 -d"${secs}s" "$@")
+  after=$(awk '{ print $14 + $15 }' "/proc/$server/stat")
+  echo "$out" | awk -v t="$((after - before))" -v hz="$tick" '
+    /requests in/ { n = $1 } /Requests\/sec/ { r = $2 }
+    END { printf "%.0f/s (%.1f us of server CPU each)", r, t * 1e6 / hz / n }'
+}
 get() { rate -s "$here/scripts/wrk_get_paths.lua" "http://127.0.0.1:$port" -- "$run/$1.paths" "$key"; }
 for round in 1 2 3; do
-  echo "round $round: healthz $(rate "http://127.0.0.1:$port/healthz")/s," \
-    "PDQ GETs $(get pdq)/s, SHA-256 GETs $(get sha256)/s"
+  echo "round $round: healthz $(rate "http://127.0.0.1:$port/healthz")," \
+    "through the GET script $(get healthz); PDQ GETs $(get pdq); SHA-256 GETs $(get sha256)"
 done
 kill "$server"
 wait "$server" 2>/dev/null || true

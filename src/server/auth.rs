@@ -17,7 +17,8 @@ use crate::config::{Config, DistancePolicy};
 /// An authenticated partner (or the demo's anonymous caller).
 #[derive(Debug)]
 pub struct PartnerAuth {
-    pub name: String,
+    /// Shared with the metrics' labels.
+    pub name: Arc<str>,
     /// `None`: every list (demo mode).
     pub lists: Option<BTreeSet<String>>,
     pub distance: DistancePolicy,
@@ -125,7 +126,7 @@ impl Auth {
                     who: Who::Partner(i),
                 });
                 Arc::new(PartnerAuth {
-                    name: p.name.clone(),
+                    name: p.name.as_str().into(),
                     lists: Some(p.lists.clone()),
                     distance: p.distance,
                     limiter: Some(Mutex::new(Bucket {

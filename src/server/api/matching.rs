@@ -82,7 +82,9 @@ pub(super) fn answer(
             .any(|l| l.name == list && l.report_low_quality)
     };
     withhold_quarantined(state, &mut verdicts);
-    let time = rfc3339(now_unix());
+    // Formatted only for an answer that writes to the audit log (most write nothing).
+    let time = std::cell::OnceCell::new();
+    let time = || time.get_or_init(|| rfc3339(now_unix())).as_str();
     let mut audit = Vec::new();
     let mut per_list: BTreeMap<&str, u64> = BTreeMap::new();
     for (i, v) in verdicts.decided_mut() {
@@ -93,7 +95,7 @@ pub(super) fn answer(
         for m in &v.matches {
             *per_list.entry(&m.list).or_default() += 1;
             audit.push(AuditRecord {
-                time: &time,
+                time: time(),
                 partner: &partner.name,
                 list: &m.list,
                 version: m.version,
@@ -110,7 +112,7 @@ pub(super) fn answer(
             .metrics
             .suppressed(&s.withheld.list, &s.allow.list);
         audit.push(AuditRecord {
-            time: &time,
+            time: time(),
             partner: &partner.name,
             list: &s.withheld.list,
             version: s.withheld.version,
@@ -369,7 +371,7 @@ pub(super) async fn match_single(
     struct Out<'a> {
         #[serde(flatten)]
         verdict: VerdictOut<'a>,
-        lists: BTreeMap<String, u64>,
+        lists: ServedNames<'a>,
     }
     let verdict = verdicts
         .iter()
@@ -377,6 +379,27 @@ pub(super) async fn match_single(
         .ok_or_else(|| Problem::internal("no verdict for the query"))?;
     Ok(json_ok(&Out {
         verdict: render(&partner, verdict, Some(&query)),
-        lists: served(&snapshot, &partner, None),
+        lists: ServedNames {
+            snapshot: &snapshot,
+            partner: &partner,
+        },
     }))
+}
+
+/// [`served`] for every list `partner` may see, written without copying the names (a single
+/// GET, the commonest request, answers with it).
+struct ServedNames<'a> {
+    snapshot: &'a Snapshot,
+    partner: &'a PartnerAuth,
+}
+
+impl Serialize for ServedNames<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(
+            self.snapshot
+                .versions
+                .iter()
+                .filter(|(name, _)| self.partner.may_see(name)),
+        )
+    }
 }

@@ -48,6 +48,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::metrics::Endpoint;
 use super::problem::Problem;
 
 type Shared = State<Arc<AppState>>;
@@ -140,11 +141,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Times every request (to the response head), applies the request timeout, and counts it
 /// by endpoint (the route pattern, never the concrete path: it may hold a hash) and status.
 async fn observe(State(state): Shared, mut request: Request, next: Next) -> Response {
-    let endpoint = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let endpoint = Endpoint::new(request.extensions().get::<axum::extract::MatchedPath>());
     let started = Instant::now();
     let limit = Duration::from_millis(state.config.limits.request_timeout_ms);
     // A body that may hold bytes is read through a shared slot (GETs, most of the traffic,
@@ -174,7 +171,7 @@ async fn observe(State(state): Shared, mut request: Request, next: Next) -> Resp
         }
     }
     state.shared.metrics.request(
-        &endpoint,
+        endpoint,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
@@ -245,8 +242,10 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Problem> {
 
 /// `value` as a 200 JSON answer.
 fn json_ok<T: Serialize>(value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(body) => (
+    // Room for a single verdict up front: growing from empty took several reallocations.
+    let mut body = Vec::with_capacity(256);
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,
