@@ -33,6 +33,7 @@ use super::column::{Backing, Column, ColumnError, MappedFile};
 use super::exact::{ExactFilter, ExactTable};
 use super::hamming::{ChunkTable, HammingIndex};
 use super::{IndexError, KindIndex, KindSearch, ListIndex};
+use crate::hashset::codec::{PARALLEL_DIGEST_BYTES, content_digest};
 use crate::hashset::format::HashSetFile;
 use crate::kinds::HashKind;
 
@@ -142,7 +143,11 @@ struct Out<'a> {
 impl Out<'_> {
     fn bytes(&mut self, b: &[u8]) -> std::io::Result<()> {
         self.w.write_all(b)?;
-        self.hasher.update(b);
+        if b.len() >= PARALLEL_DIGEST_BYTES {
+            self.hasher.update_rayon(b);
+        } else {
+            self.hasher.update(b);
+        }
         self.at += b.len();
         Ok(())
     }
@@ -253,7 +258,7 @@ pub fn open(set: Arc<HashSetFile>, path: &Path) -> Result<ListIndex, StoreError>
         return Err(StoreError::ByteOrder);
     }
     let (body, trailer) = bytes.split_at(bytes.len() - 32);
-    if blake3::hash(body).as_bytes() != trailer {
+    if content_digest(body) != trailer {
         return Err(StoreError::Damaged);
     }
     if bytes[16..48] != set.digest() {
