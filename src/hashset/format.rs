@@ -339,12 +339,41 @@ pub struct Section {
     refs: usize,
 }
 
+/// A set's bytes: read into memory (a download, a file given to the CLI) or mapped from the
+/// state dir.
+#[derive(Clone)]
+enum SetBytes {
+    Owned(Vec<u8>),
+    Mapped(std::sync::Arc<memmap2::Mmap>),
+}
+
+impl std::ops::Deref for SetBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            SetBytes::Owned(v) => v,
+            SetBytes::Mapped(m) => m,
+        }
+    }
+}
+
+impl std::fmt::Debug for SetBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self {
+            SetBytes::Owned(_) => "owned",
+            SetBytes::Mapped(_) => "mapped",
+        };
+        write!(f, "{} bytes ({how})", self.len())
+    }
+}
+
 /// A parsed, structurally valid and digest-checked `.hset` file. Parsing checks everything
 /// that makes the bytes canonical; signatures and trust are checked elsewhere
 /// ([`super::trust`]).
 #[derive(Debug, Clone)]
 pub struct HashSetFile {
-    bytes: Vec<u8>,
+    bytes: SetBytes,
     header: Header,
     categories: Vec<String>,
     sections: Vec<Section>,
@@ -355,6 +384,27 @@ impl HashSetFile {
     /// Parses and checks `bytes`: magic, version, every length against what remains, UTF-8,
     /// canonical order, no trailing bytes, and the BLAKE3 digest.
     pub fn parse(bytes: Vec<u8>) -> Result<HashSetFile, FormatError> {
+        HashSetFile::parse_bytes(SetBytes::Owned(bytes))
+    }
+
+    /// [`HashSetFile::parse`] of a file memory-mapped rather than read: for the sets in the
+    /// state dir, which only this service writes (to a temporary name, then renamed: a mapped
+    /// file is never changed in place). A 10 M entry set is ~470 MB that a start would
+    /// otherwise copy into fresh memory.
+    pub fn open_mapped(
+        path: &std::path::Path,
+    ) -> std::io::Result<Result<HashSetFile, FormatError>> {
+        let file = std::fs::File::open(path)?;
+        // SAFETY: a map is undefined behaviour only if the file changes while mapped; see
+        // above: state-dir sets are written once under a temporary name and renamed.
+        #[allow(unsafe_code)]
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(HashSetFile::parse_bytes(SetBytes::Mapped(
+            std::sync::Arc::new(map),
+        )))
+    }
+
+    fn parse_bytes(bytes: SetBytes) -> Result<HashSetFile, FormatError> {
         let mut r = Reader::new(&bytes);
         let version = r.preamble(SET_MAGIC, "hash-set (.hset)", FORMAT_VERSION)?;
         let header = Header::read(&mut r, version)?;

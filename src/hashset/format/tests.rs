@@ -120,6 +120,30 @@ fn round_trip_and_canonical_order() {
 }
 
 #[test]
+fn a_mapped_file_parses_as_its_bytes_do() {
+    let mut t = EntryTable::new();
+    t.push(hv(HashKind::Sha256, 4), "cat", "ref-1").unwrap();
+    t.push(hv(HashKind::Pdq, 5), "", "ref-2").unwrap();
+    let (bytes, digest) = t.to_set_bytes(&header("alpha", 2)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alpha-2.hset");
+    std::fs::write(&path, &bytes).unwrap();
+    let mapped = HashSetFile::open_mapped(&path).unwrap().unwrap();
+    assert_eq!(mapped.digest(), digest);
+    assert_eq!(mapped.bytes(), &bytes[..]);
+    assert_eq!(
+        mapped.counts(),
+        vec![(HashKind::Sha256, 1), (HashKind::Pdq, 1)]
+    );
+    // Damaged or empty files are format errors, as read ones are; a missing one an I/O error.
+    std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+    assert!(HashSetFile::open_mapped(&path).unwrap().is_err());
+    std::fs::write(&path, b"").unwrap();
+    assert!(HashSetFile::open_mapped(&path).unwrap().is_err());
+    assert!(HashSetFile::open_mapped(&dir.path().join("missing.hset")).is_err());
+}
+
+#[test]
 fn empty_set_is_valid() {
     let (bytes, _) = EntryTable::new().to_set_bytes(&header("empty", 1)).unwrap();
     let set = HashSetFile::parse(bytes).unwrap();

@@ -72,8 +72,9 @@ impl StateDir {
             path = unversioned;
         }
         let check = || -> Result<HashSetFile, String> {
-            let bytes = std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
-            let set = HashSetFile::parse(bytes).map_err(|e| e.to_string())?;
+            let set = HashSetFile::open_mapped(&path)
+                .map_err(|e| format!("cannot read: {e}"))?
+                .map_err(|e| e.to_string())?;
             let digest = hex_lower(&set.digest());
             if digest != accepted.digest || set.header().version != accepted.version {
                 return Err(format!(
