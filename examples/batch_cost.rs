@@ -20,6 +20,11 @@ use hashsieve::kinds::{HashKind, HashValue};
 
 mod common;
 
+/// As the binary: large blocks on transparent huge pages (`src/hugepages.rs`), so that the
+/// index measured here sits in memory as the server's does.
+#[global_allocator]
+static ALLOCATOR: hashsieve::hugepages::HugePageAdvice = hashsieve::hugepages::HugePageAdvice;
+
 /// Each timing covers this many passes over the bodies.
 const PASSES: usize = 4;
 

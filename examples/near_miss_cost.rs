@@ -15,6 +15,11 @@ use std::time::Instant;
 use anyhow::{Context as _, anyhow};
 use hashsieve::index::hamming::HammingIndex;
 
+/// As the binary: large blocks on transparent huge pages (`src/hugepages.rs`), so that the
+/// index measured here sits in memory as the server's does.
+#[global_allocator]
+static ALLOCATOR: hashsieve::hugepages::HugePageAdvice = hashsieve::hugepages::HugePageAdvice;
+
 const QUERIES: usize = 400;
 
 fn main() -> anyhow::Result<()> {

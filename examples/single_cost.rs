@@ -19,6 +19,11 @@ use hashsieve::index::query::parse_line;
 
 mod common;
 
+/// As the binary: large blocks on transparent huge pages (`src/hugepages.rs`), so that the
+/// index measured here sits in memory as the server's does.
+#[global_allocator]
+static ALLOCATOR: hashsieve::hugepages::HugePageAdvice = hashsieve::hugepages::HugePageAdvice;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [set, key, queries, rest @ ..] = args.as_slice() else {
