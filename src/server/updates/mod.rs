@@ -118,6 +118,10 @@ struct ListState {
     next_poll: Instant,
 }
 
+/// Indexes built by a publish and not yet written to the state dir.
+#[must_use]
+struct Unsaved(Vec<(String, Arc<ListIndex>, PathBuf)>);
+
 /// The updater: create with [`Updater::new`] (restores the state dir), then [`Updater::run`]
 /// on its own thread.
 pub struct Updater {
@@ -182,7 +186,8 @@ impl Updater {
         for i in 0..updater.lists.len() {
             updater.restore(i);
         }
-        updater.publish()?;
+        let unsaved = updater.publish()?;
+        updater.save_indexes(unsaved);
         Ok(updater)
     }
 
@@ -208,8 +213,9 @@ impl Updater {
     }
 
     /// Builds (or maps) the index of every list whose current set has none yet, then swaps
-    /// in a snapshot of all lists that have an unexpired version.
-    fn publish(&mut self) -> Result<(), UpdateError> {
+    /// in a snapshot of all lists that have an unexpired version. Returns the indexes built
+    /// now, for [`Updater::save_indexes`] once the lists' status says what is served.
+    fn publish(&mut self) -> Result<Unsaved, UpdateError> {
         let index_dir = self.state.index_dir();
         let now = now_unix();
         // Indexes built now, saved once they serve (the file only speeds up the next start).
@@ -246,14 +252,20 @@ impl Updater {
             .map(|ix| store::file_name(ix.set()))
             .collect();
         self.shared.swap(serving);
-        for (name, list, path) in unsaved {
+        self.state.remove_indexes_except(&keep);
+        Ok(Unsaved(unsaved))
+    }
+
+    /// Writes indexes built by [`Updater::publish`] to the state dir: only a cache for the
+    /// next start, so it comes after the swap and the status (writing 10 M entries' index
+    /// takes seconds).
+    fn save_indexes(&self, unsaved: Unsaved) {
+        for (name, list, path) in unsaved.0 {
             if let Err(e) = store::save(&list, &path) {
                 tracing::warn!(list = %name, path = %path.display(), error = %e,
                     "index not saved; the next start builds it again");
             }
         }
-        self.state.remove_indexes_except(&keep);
-        Ok(())
     }
 
     /// Runs until [`Command::Stop`] or the sender is dropped: polls sources when due and
@@ -503,16 +515,21 @@ impl Updater {
         // holds either the old pair or the new one.
         self.state.persist(&name, &set, key.clone())?;
         let old = self.lists[i].current.replace(Arc::clone(&set));
-        if let Err(e) = self.publish() {
-            self.lists[i].current = old;
-            return Err(e);
-        }
+        let unsaved = match self.publish() {
+            Ok(unsaved) => unsaved,
+            Err(e) => {
+                self.lists[i].current = old;
+                return Err(e);
+            }
+        };
         let accepted_at = self.state.accepted(&name).map(|a| a.accepted_at.clone());
         self.shared.with_status(&name, |s| {
             s.describe(&set, key);
             s.last_update = accepted_at;
         });
         self.shared.metrics.index_version(&name, version);
+        // After the status, so that `/v1/lists` names the version as soon as it serves.
+        self.save_indexes(unsaved);
         tracing::info!(list = %name, version, file = %label, "update accepted and serving");
         Ok(version)
     }
