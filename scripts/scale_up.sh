@@ -53,7 +53,7 @@ public_keys = ["$(sed -n 2p k.pub)"]
 poll_seconds = 3600
 EOF
 start_to_ready() {
-  local started pid rss
+  local started pid rss now
   started=$(date +%s.%N)
   "$H" serve --config hashsieve.toml 2> serve.log &
   pid=$!
@@ -63,9 +63,11 @@ start_to_ready() {
   done
   echo "$1: ready after $(echo "$(date +%s.%N) - $started" | bc | xargs printf '%.2f') s"
   rss=$(awk '/^VmHWM/{print int($2 / 1024)}' "/proc/$pid/status")
+  # Mapped files count in RSS but are the page cache's: the process's own memory is RssAnon.
+  now=$(awk '/^Rss(Anon|File)/{printf "%s %d MB ", $1, $2 / 1024}' "/proc/$pid/status")
   kill -TERM "$pid"
   wait "$pid" || true
-  echo "   peak RSS $rss MB"
+  echo "   peak RSS $rss MB; when ready $now"
 }
 rm -rf state
 echo "== serve, empty state dir (verify, build, persist)"

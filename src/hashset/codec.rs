@@ -215,16 +215,21 @@ impl Writer {
 
 /// Inputs from this size are hashed on the rayon pool (every core): a 10 M entry set is
 /// about 470 MB, and its index twice that, hashed at every start.
-pub const PARALLEL_DIGEST_BYTES: usize = 1 << 20;
+const PARALLEL_DIGEST_BYTES: usize = 1 << 20;
 
-/// The BLAKE3 digest of `bytes`, on every core when they are large.
-pub fn content_digest(bytes: &[u8]) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new();
+/// Adds `bytes` to `hasher`, on every core when they are large.
+pub fn digest_update(hasher: &mut blake3::Hasher, bytes: &[u8]) {
     if bytes.len() >= PARALLEL_DIGEST_BYTES {
         hasher.update_rayon(bytes);
     } else {
         hasher.update(bytes);
     }
+}
+
+/// The BLAKE3 digest of `bytes` (see [`digest_update`]).
+pub fn content_digest(bytes: &[u8]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    digest_update(&mut hasher, bytes);
     *hasher.finalize().as_bytes()
 }
 

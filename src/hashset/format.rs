@@ -10,6 +10,7 @@
 
 use super::codec::{Reader, Writer};
 use super::{FormatError, limits, validate_list_name};
+use crate::index::column::{Backing, MappedFile};
 use crate::kinds::{HashKind, HashValue};
 
 pub const SET_MAGIC: &[u8; 8] = b"HSIEVSET";
@@ -344,7 +345,7 @@ pub struct Section {
 #[derive(Clone)]
 enum SetBytes {
     Owned(Vec<u8>),
-    Mapped(std::sync::Arc<memmap2::Mmap>),
+    Mapped(std::sync::Arc<MappedFile>),
 }
 
 impl std::ops::Deref for SetBytes {
@@ -353,7 +354,7 @@ impl std::ops::Deref for SetBytes {
     fn deref(&self) -> &[u8] {
         match self {
             SetBytes::Owned(v) => v,
-            SetBytes::Mapped(m) => m,
+            SetBytes::Mapped(m) => m.bytes(),
         }
     }
 }
@@ -394,11 +395,7 @@ impl HashSetFile {
     pub fn open_mapped(
         path: &std::path::Path,
     ) -> std::io::Result<Result<HashSetFile, FormatError>> {
-        let file = std::fs::File::open(path)?;
-        // SAFETY: a map is undefined behaviour only if the file changes while mapped; see
-        // above: state-dir sets are written once under a temporary name and renamed.
-        #[allow(unsafe_code)]
-        let map = unsafe { memmap2::Mmap::map(&file)? };
+        let map = MappedFile::open(path)?;
         Ok(HashSetFile::parse_bytes(SetBytes::Mapped(
             std::sync::Arc::new(map),
         )))

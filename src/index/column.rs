@@ -36,9 +36,9 @@ impl MappedFile {
     pub fn open(path: &Path) -> std::io::Result<MappedFile> {
         let file = std::fs::File::open(path)?;
         // SAFETY: a map is undefined behaviour only if the file changes while mapped. Index
-        // files are written once to a temporary name and renamed into place (never modified
-        // in place: a rewrite is a new inode, and this map keeps the old one), and they live
-        // in directories only this service writes.
+        // files and the state dir's sets, the only files mapped, are written once to a
+        // temporary name and renamed into place (never modified in place: a rewrite is a new
+        // inode, and this map keeps the old one), in directories only this service writes.
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::Mmap::map(&file)? };
         Ok(MappedFile { map })

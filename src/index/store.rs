@@ -33,7 +33,7 @@ use super::column::{Backing, Column, ColumnError, MappedFile};
 use super::exact::{ExactFilter, ExactTable};
 use super::hamming::{ChunkTable, HammingIndex};
 use super::{IndexError, KindIndex, KindSearch, ListIndex};
-use crate::hashset::codec::{PARALLEL_DIGEST_BYTES, content_digest};
+use crate::hashset::codec::{content_digest, digest_update};
 use crate::hashset::format::HashSetFile;
 use crate::kinds::HashKind;
 
@@ -143,11 +143,7 @@ struct Out<'a> {
 impl Out<'_> {
     fn bytes(&mut self, b: &[u8]) -> std::io::Result<()> {
         self.w.write_all(b)?;
-        if b.len() >= PARALLEL_DIGEST_BYTES {
-            self.hasher.update_rayon(b);
-        } else {
-            self.hasher.update(b);
-        }
+        digest_update(&mut self.hasher, b);
         self.at += b.len();
         Ok(())
     }

@@ -242,12 +242,37 @@ pub(super) fn served(
     partner: &PartnerAuth,
     only: Option<&BTreeSet<String>>,
 ) -> BTreeMap<String, u64> {
-    snapshot
-        .versions
-        .iter()
-        .filter(|(name, _)| partner.may_see(name) && only.is_none_or(|o| o.contains(*name)))
-        .map(|(n, v)| (n.clone(), *v))
-        .collect()
+    Served {
+        snapshot,
+        partner,
+        only,
+    }
+    .iter()
+    .map(|(n, v)| (n.clone(), *v))
+    .collect()
+}
+
+/// [`served`] written as it is, without copying the names (a single GET, the commonest
+/// request, answers with it).
+struct Served<'a> {
+    snapshot: &'a Snapshot,
+    partner: &'a PartnerAuth,
+    only: Option<&'a BTreeSet<String>>,
+}
+
+impl<'a> Served<'a> {
+    fn iter(&self) -> impl Iterator<Item = (&'a String, &'a u64)> + use<'a> {
+        let (partner, only) = (self.partner, self.only);
+        self.snapshot.versions.iter().filter(move |(name, _)| {
+            partner.may_see(name) && only.is_none_or(|o| o.contains(*name))
+        })
+    }
+}
+
+impl Serialize for Served<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
 }
 
 /// Checks an explicit list selection: every name configured and entitled (else 403).
@@ -371,7 +396,7 @@ pub(super) async fn match_single(
     struct Out<'a> {
         #[serde(flatten)]
         verdict: VerdictOut<'a>,
-        lists: ServedNames<'a>,
+        lists: Served<'a>,
     }
     let verdict = verdicts
         .iter()
@@ -379,27 +404,10 @@ pub(super) async fn match_single(
         .ok_or_else(|| Problem::internal("no verdict for the query"))?;
     Ok(json_ok(&Out {
         verdict: render(&partner, verdict, Some(&query)),
-        lists: ServedNames {
+        lists: Served {
             snapshot: &snapshot,
             partner: &partner,
+            only: None,
         },
     }))
-}
-
-/// [`served`] for every list `partner` may see, written without copying the names (a single
-/// GET, the commonest request, answers with it).
-struct ServedNames<'a> {
-    snapshot: &'a Snapshot,
-    partner: &'a PartnerAuth,
-}
-
-impl Serialize for ServedNames<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(
-            self.snapshot
-                .versions
-                .iter()
-                .filter(|(name, _)| self.partner.may_see(name)),
-        )
-    }
 }
