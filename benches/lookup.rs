@@ -2,7 +2,7 @@
 //!
 //! Compares, for 16-, 20- and 32-byte random keys (MD5, SHA-1, SHA-256/BLAKE3), on hits and on
 //! misses (the common case): our `ExactTable` (sorted keys + radix directory), the same behind
-//! the `ExactFilter` binary-fuse prefilter, `fst::Map`, and `std::collections::HashMap`.
+//! the `ExactFilter` blocked Bloom prefilter, `fst::Map`, and `std::collections::HashMap`.
 //! Memory per key is printed once per size. 1 M keys; set HASHSIEVE_BENCH_10M=1 for 10 M.
 //!
 //! Run: `cargo bench --bench lookup`.
@@ -88,7 +88,7 @@ fn bench_lookup(c: &mut Criterion) {
                 })
             });
             group.bench_with_input(
-                BenchmarkId::new("fuse_filter+sorted_radix", path),
+                BenchmarkId::new("bloom_filter+sorted_radix", path),
                 queries,
                 |b, q| {
                     b.iter(|| {

@@ -7,12 +7,10 @@
 //! compares this with `fst::Map` and `std::collections::HashMap` (`docs/index-design.md`
 //! says why this layout won).
 //!
-//! [`ExactFilter`] is an optional binary-fuse filter (`xorf`) in front: about 9 bits per key,
-//! it answers most misses from a structure small enough to stay in cache.
+//! [`ExactFilter`] is a blocked Bloom filter in front: 12 bits per key, one word read per
+//! check, it answers most misses from a structure small enough to stay in cache.
 
 use std::ops::Range;
-
-use xorf::{BinaryFuse8, Descriptor, Filter};
 
 use super::column::Column;
 use crate::prefetch::prefetch;
@@ -224,58 +222,55 @@ fn prefix(key: &[u8], bits: u32) -> usize {
     (head >> (32 - bits)) as usize
 }
 
-/// A probabilistic "definitely absent" test in front of an [`ExactTable`].
+/// A probabilistic "definitely absent" test in front of an [`ExactTable`]: a register-blocked
+/// Bloom filter. Each key sets five bits of one 64-bit word, so a check is one read and one
+/// mask where a binary-fuse filter reads three bytes at random (`docs/index-design.md`,
+/// "Exact kinds", has the comparison). Hand-written rather than taken from a Bloom filter
+/// crate: a batch computes every key's word and mask first, prefetches the word, and checks it
+/// later, which needs the word's address that such crates keep to themselves; and the words
+/// are persisted in the `.hidx` file and used from its memory map.
 #[derive(Debug, Clone)]
 pub struct ExactFilter {
-    state: FilterState,
+    /// No words for no keys: everything is absent.
+    words: Column<u64>,
 }
 
-#[derive(Debug, Clone)]
-enum FilterState {
-    /// No keys: everything is absent.
-    Empty,
-    Built(BinaryFuse8),
-    /// Construction failed (it can, rarely): every key must be looked up.
-    PassAll,
-}
+/// Bits of filter per key: 12, with five set per key, give ~1% false positives for 1.5 bytes
+/// per key (16 bits gave 0.4%, but a 1 M list's filter then no longer sat in a 2 MB L2 beside
+/// the batch, and the lookups were slower).
+const FILTER_BITS_PER_KEY: usize = 12;
 
 impl ExactFilter {
     /// Builds a filter over the keys of `table` (empty tables get a filter that rejects all).
     pub fn new(table: &ExactTable) -> ExactFilter {
-        let mut fingerprints: Vec<u64> = table
-            .keys
-            .chunks_exact(table.key_len)
-            .map(fingerprint)
-            .collect();
-        // Distinct keys can share a fingerprint; binary fuse construction needs unique input.
-        fingerprints.sort_unstable();
-        fingerprints.dedup();
-        let state = if fingerprints.is_empty() {
-            FilterState::Empty
-        } else {
-            BinaryFuse8::try_from(&fingerprints).map_or(FilterState::PassAll, FilterState::Built)
-        };
-        ExactFilter { state }
+        let count = filter_words(table.len());
+        let mut words = vec![0u64; count];
+        for key in table.keys.chunks_exact(table.key_len) {
+            let (word, mask) = filter_probe(key_hash(key), count as u32);
+            if let Some(w) = words.get_mut(word as usize) {
+                *w |= mask;
+            }
+        }
+        ExactFilter {
+            words: words.into(),
+        }
     }
 
-    /// `false` means the key is certainly absent; `true` means "look it up" (about 0.4% of
-    /// absent keys also say `true`). A filter that could not be built passes everything.
+    /// `false` means the key is certainly absent; `true` means "look it up" (about 1% of
+    /// absent keys also say `true`).
     #[inline]
     pub fn may_contain(&self, key: &[u8]) -> bool {
-        match &self.state {
-            FilterState::Built(f) => f.contains(&fingerprint(key)),
-            FilterState::Empty => false,
-            FilterState::PassAll => true,
-        }
+        let (word, mask) = filter_probe(key_hash(key), self.words.len() as u32);
+        self.words
+            .get(word as usize)
+            .is_some_and(|w| w & mask == mask)
     }
 
     /// The ids among `ids` whose key may be present ([`ExactFilter::may_contain`] on
     /// `key_of(id)`), in order. Works through the batch in blocks of 64 keys: the block is
-    /// hashed in one vector loop (`hash_block`), the three filter slots of each of its keys
-    /// prefetched, then checked, so the cache misses of different keys overlap; the slots
-    /// computed for the prefetch are the ones checked (`fuse_probe`, our copy of xorf's
-    /// formula, tested against `BinaryFuse8::contains` on members and non-members). Few keys
-    /// pass (members, and ~0.4% of the rest), so the answer is built by a well-predicted
+    /// hashed in one vector loop (`hash_block`), the filter word of each of its keys
+    /// prefetched, then checked, so the cache misses of different keys overlap. Few keys
+    /// pass (members, and ~1% of the rest), so the answer is built by a well-predicted
     /// branch rather than by compacting a copy of `ids`.
     /// `prefetch_key(id)` asks for the memory holding `id`'s key: a batch's keys were
     /// written by the parser megabytes earlier, and their first reads would otherwise be
@@ -286,28 +281,24 @@ impl ExactFilter {
         key_of: impl Fn(u32) -> &'k [u8],
         prefetch_key: impl Fn(u32),
     ) -> Vec<u32> {
-        let f = match &self.state {
-            FilterState::Built(f) => f,
-            FilterState::Empty => return Vec::new(),
-            FilterState::PassAll => return ids.to_vec(),
-        };
+        let words: &[u64] = &self.words;
+        if words.is_empty() {
+            return Vec::new();
+        }
         if ids.len() < FILTER_BLOCK / 4 {
             // A single GET or a small batch: hashing and staging whole blocks of 64 keys
             // would be most of its cost.
             return ids
                 .iter()
                 .copied()
-                .filter(|&id| f.contains(&fingerprint(key_of(id))))
+                .filter(|&id| self.may_contain(key_of(id)))
                 .collect();
         }
-        let fingerprints: &[u8] = &f.fingerprints;
-        // A slot out of range cannot happen with a checked descriptor; it would pass the key
-        // on to the table (never a false "absent").
-        let slot = |h: u32| fingerprints.get(h as usize).copied();
+        let count = words.len() as u32;
         let mut keys = [0u64; FILTER_BLOCK];
-        // Two blocks in flight: block b + 1 is hashed and its slots prefetched before block
+        // Two blocks in flight: block b + 1 is hashed and its words prefetched before block
         // b is checked, so misses stay outstanding while the checks run.
-        let mut blocks = [ProbeBlock::default(), ProbeBlock::default()];
+        let mut staged = [ProbeBlock::default(), ProbeBlock::default()];
         let mut passed = Vec::new();
         let mut stage = |b: usize, block: &mut ProbeBlock| {
             // The keys two blocks on, whose first read would otherwise wait on memory.
@@ -321,18 +312,16 @@ impl ExactFilter {
             for (key, &id) in keys.iter_mut().zip(chunk) {
                 *key = fingerprint(key_of(id));
             }
-            hash_block(&f.descriptor, &keys, block);
-            for k in 0..chunk.len() {
-                for h in [block.h0[k], block.h1[k], block.h2[k]] {
-                    if let Some(at) = fingerprints.get(h as usize) {
-                        prefetch(at);
-                    }
+            hash_block(&keys, count, block);
+            for &at in &block.word[..chunk.len()] {
+                if let Some(w) = words.get(at as usize) {
+                    prefetch(w);
                 }
             }
         };
-        stage(0, &mut blocks[0]);
+        stage(0, &mut staged[0]);
         for (b, chunk) in ids.chunks(FILTER_BLOCK).enumerate() {
-            let [even, odd] = &mut blocks;
+            let [even, odd] = &mut staged;
             let (block, next) = if b % 2 == 0 {
                 (&*even, odd)
             } else {
@@ -340,11 +329,13 @@ impl ExactFilter {
             };
             stage(b + 1, next);
             for (k, &id) in chunk.iter().enumerate() {
-                let possible = match (slot(block.h0[k]), slot(block.h1[k]), slot(block.h2[k])) {
-                    (Some(a), Some(b), Some(c)) => block.fp[k] ^ a ^ b ^ c == 0,
-                    _ => true,
-                };
-                if possible {
+                // A word out of range cannot happen (`filter_probe` maps into the words); it
+                // would pass the key on to the table (never a false "absent").
+                let mask = block.mask[k];
+                if words
+                    .get(block.word[k] as usize)
+                    .is_none_or(|w| w & mask == mask)
+                {
                     passed.push(id);
                 }
             }
@@ -353,57 +344,26 @@ impl ExactFilter {
     }
 
     pub fn memory_bytes(&self) -> usize {
-        match &self.state {
-            FilterState::Built(f) => f.fingerprints.len(),
-            _ => 0,
-        }
+        std::mem::size_of_val::<[u64]>(&self.words)
     }
 
-    /// What to persist: `None` for a filter that rejects all (no keys), `Some(None)` for
-    /// one that passes all, else the binary-fuse descriptor and fingerprints.
-    pub fn parts(&self) -> Option<Option<(Descriptor, &[u8])>> {
-        match &self.state {
-            FilterState::Empty => None,
-            FilterState::PassAll => Some(None),
-            FilterState::Built(f) => Some(Some((f.descriptor.clone(), &f.fingerprints))),
-        }
+    /// What to persist: the words (none for a table of no keys).
+    pub fn parts(&self) -> &[u64] {
+        &self.words
     }
 
-    /// A filter from [`ExactFilter::parts`]. The descriptor is checked against the
-    /// fingerprints so that no probe can index past them (a probe lands in the segment
-    /// after its first one or the one after that, all below `segment_count_length + 2 *
-    /// segment_length`, computed in u32); the fingerprints are copied (about one byte per
-    /// key).
-    pub fn from_parts(parts: Option<Option<(Descriptor, &[u8])>>) -> Option<ExactFilter> {
-        let state = match parts {
-            None => FilterState::Empty,
-            Some(None) => FilterState::PassAll,
-            Some(Some((d, fingerprints))) => {
-                let reach = u64::from(d.segment_count_length) + 3 * u64::from(d.segment_length);
-                let sane = d.segment_length.is_power_of_two()
-                    && d.segment_length_mask == d.segment_length - 1
-                    && d.segment_count_length.is_multiple_of(d.segment_length)
-                    && reach <= u64::from(u32::MAX)
-                    && reach <= fingerprints.len() as u64 + u64::from(d.segment_length);
-                if !sane {
-                    return None;
-                }
-                FilterState::Built(BinaryFuse8 {
-                    descriptor: d,
-                    fingerprints: fingerprints.into(),
-                })
-            }
-        };
-        Some(ExactFilter { state })
+    /// A filter from [`ExactFilter::parts`] for a table of `keys` keys, or `None` if the
+    /// number of words is not the one [`ExactFilter::new`] builds for that many (a probe
+    /// would then look in the wrong word and miss a member).
+    pub fn from_parts(keys: usize, words: Column<u64>) -> Option<ExactFilter> {
+        (words.len() == filter_words(keys)).then_some(ExactFilter { words })
     }
 }
 
-/// Where a key lands in a binary fuse filter: its three slots and its 8-bit fingerprint
-/// (present iff the fingerprint XOR the three slots is 0).
-#[derive(Debug, Clone, Copy)]
-struct Probe {
-    slots: [u32; 3],
-    fingerprint: u8,
+/// How many words a filter over `keys` keys has: none for none, else about
+/// [`FILTER_BITS_PER_KEY`] bits per key, and never more than a 32-bit word number reaches.
+fn filter_words(keys: usize) -> usize {
+    (keys.saturating_mul(FILTER_BITS_PER_KEY).div_ceil(64)).min(u32::MAX as usize)
 }
 
 /// Keys [`ExactFilter::possible`] hashes at once.
@@ -412,60 +372,50 @@ const FILTER_BLOCK: usize = 64;
 /// The probes of a block of keys, lane by lane (so that hashing them is a vector loop).
 #[derive(Debug, Clone, Copy)]
 struct ProbeBlock {
-    h0: [u32; FILTER_BLOCK],
-    h1: [u32; FILTER_BLOCK],
-    h2: [u32; FILTER_BLOCK],
-    fp: [u8; FILTER_BLOCK],
+    word: [u32; FILTER_BLOCK],
+    mask: [u64; FILTER_BLOCK],
 }
 
 impl Default for ProbeBlock {
     fn default() -> ProbeBlock {
         ProbeBlock {
-            h0: [0; FILTER_BLOCK],
-            h1: [0; FILTER_BLOCK],
-            h2: [0; FILTER_BLOCK],
-            fp: [0; FILTER_BLOCK],
+            word: [0; FILTER_BLOCK],
+            mask: [0; FILTER_BLOCK],
         }
     }
 }
 
-/// [`fuse_probe`] for a block of keys: a loop over arrays without branches, which the
+/// [`filter_probe`] for a block of keys: a loop over arrays without branches, which the
 /// compiler turns into vector code (8 keys per instruction with AVX-512, chosen at run time).
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512dq+avx512vl", "x86_64+avx2"))]
-fn hash_block(d: &Descriptor, keys: &[u64; FILTER_BLOCK], out: &mut ProbeBlock) {
+fn hash_block(keys: &[u64; FILTER_BLOCK], count: u32, out: &mut ProbeBlock) {
     for (k, &key) in keys.iter().enumerate() {
-        let p = fuse_probe(d, key);
-        out.h0[k] = p.slots[0];
-        out.h1[k] = p.slots[1];
-        out.h2[k] = p.slots[2];
-        out.fp[k] = p.fingerprint;
+        let (word, mask) = filter_probe(mix(key), count);
+        out.word[k] = word;
+        out.mask[k] = mask;
     }
 }
 
-/// xorf 0.13's `BinaryFuse8` hashing (murmur3 finaliser of key + seed, slots from the high
-/// bits, fingerprint `h ^ h >> 32`), which xorf does not export: copied so that a batch can
-/// prefetch a key's slots before it checks them. `batch_probes_match_the_filter` checks it
-/// against the filter's own answers.
+/// A key's word among `count` (the high half of its hash times `count`: in range, and
+/// without a division) and its mask: five bits, each placed by six bits of the low half.
 #[inline(always)]
-fn fuse_probe(d: &Descriptor, key: u64) -> Probe {
-    let h = fuse_hash(d.seed, key);
-    // The high half of the 64 x 32-bit product `h * segment_count_length`, from two 32 x
-    // 32-bit products (the same value as xorf's 128-bit multiply; vector units have these).
-    let scl = u64::from(d.segment_count_length);
-    let h0 = (((h >> 32) * scl + (((h & 0xffff_ffff) * scl) >> 32)) >> 32) as u32;
-    let h1 = h0.wrapping_add(d.segment_length) ^ (((h >> 18) as u32) & d.segment_length_mask);
-    let h2 =
-        h0.wrapping_add(2u32.wrapping_mul(d.segment_length)) ^ ((h as u32) & d.segment_length_mask);
-    Probe {
-        slots: [h0, h1, h2],
-        fingerprint: (h ^ (h >> 32)) as u8,
-    }
+fn filter_probe(h: u64, count: u32) -> (u32, u64) {
+    let word = (((h >> 32) * u64::from(count)) >> 32) as u32;
+    let mask = (0..5).fold(0u64, |mask, i| mask | (1 << ((h >> (6 * i)) & 63)));
+    (word, mask)
 }
 
-/// xorf's key hash: the murmur3 finaliser of `key + seed`.
+/// The filter's hash of a key: its 64 leading bits, mixed.
 #[inline(always)]
-fn fuse_hash(seed: u64, key: u64) -> u64 {
-    let mut h = key.wrapping_add(seed);
+fn key_hash(key: &[u8]) -> u64 {
+    mix(fingerprint(key))
+}
+
+/// The murmur3 64-bit finaliser. Digests are uniform already; mixing keeps the filter's
+/// spread for keys that are not (a test list of consecutive values).
+#[inline(always)]
+fn mix(key: u64) -> u64 {
+    let mut h = key;
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
@@ -473,7 +423,7 @@ fn fuse_hash(seed: u64, key: u64) -> u64 {
     h ^ (h >> 33)
 }
 
-/// 64 bits taken from the key: digests are uniform, and the filter mixes them again.
+/// 64 bits taken from the key.
 #[inline]
 fn fingerprint(key: &[u8]) -> u64 {
     if let (Some(head), Some(body)) = (key.first_chunk::<4>(), key.get(4..12)) {
@@ -539,32 +489,16 @@ mod tests {
     }
 
     #[test]
-    fn batch_probes_match_the_filter() {
-        // Our copy of xorf's slot formula must name the slots `contains` reads: recompute
-        // membership from those slots and compare with the filter on members and non-members.
+    fn batch_path_agrees_with_key_at_a_time() {
         let ks = keys(20_000, 32, 77);
         let table = ExactTable::new(32, ks.concat()).unwrap();
         let filter = ExactFilter::new(&table);
-        let FilterState::Built(f) = &filter.state else {
-            panic!("filter not built")
-        };
-        let probes = ks.iter().cloned().chain(keys(20_000, 32, 78));
-        for k in probes {
-            let key = fingerprint(&k);
-            let p = fuse_probe(&f.descriptor, key);
-            let ours = p.fingerprint
-                ^ f.fingerprints[p.slots[0] as usize]
-                ^ f.fingerprints[p.slots[1] as usize]
-                ^ f.fingerprints[p.slots[2] as usize];
-            assert_eq!(ours == 0, f.contains(&key));
-        }
-        // And the batch path agrees with the filter key by key (no false negatives).
-        // (A count that is not a multiple of the 64-key block: the last block is partial.)
+        // A count that is not a multiple of the 64-key block: the last block is partial.
         let mixed: Vec<Vec<u8>> = ks.iter().cloned().chain(keys(20_037, 32, 79)).collect();
         let all: Vec<u32> = (0..mixed.len() as u32).collect();
         let ids = filter.possible(&all, |i| &mixed[i as usize], |_| ());
         let expected: Vec<u32> = (0..mixed.len() as u32)
-            .filter(|&i| f.contains(&fingerprint(&mixed[i as usize])))
+            .filter(|&i| filter.may_contain(&mixed[i as usize]))
             .collect();
         assert_eq!(ids, expected);
         assert!(ids.len() >= ks.len() && ids[..ks.len()].iter().copied().eq(0..ks.len() as u32));
@@ -575,7 +509,7 @@ mod tests {
             let want: Vec<u32> = some
                 .iter()
                 .copied()
-                .filter(|&i| f.contains(&fingerprint(&mixed[i as usize])))
+                .filter(|&i| filter.may_contain(&mixed[i as usize]))
                 .collect();
             assert_eq!(got, want, "{n} keys");
             assert!(
@@ -587,20 +521,63 @@ mod tests {
     }
 
     #[test]
-    fn first_slot_is_the_high_half_of_the_product() {
-        // `fuse_probe` builds xorf's `(h * segment_count_length) >> 64` from 32-bit halves.
-        for scl in [1u32, 3, 1 << 20, 0x8000_0001, u32::MAX] {
-            let d = Descriptor {
-                seed: 0x9e37_79b9_7f4a_7c15,
-                segment_length: 1 << 12,
-                segment_length_mask: (1 << 12) - 1,
-                segment_count_length: scl,
-            };
-            for key in [0, 1, u64::MAX, 0x0123_4567_89ab_cdef, 1 << 63] {
-                let wide = ((u128::from(fuse_hash(d.seed, key)) * u128::from(scl)) >> 64) as u32;
-                assert_eq!(fuse_probe(&d, key).slots[0], wide, "key {key:#x} scl {scl}");
+    fn false_positives_are_about_the_design_rate() {
+        // 12 bits per key, five set in one 64-bit word: ~0.99% by the Poisson model.
+        // Digests are uniform; consecutive keys are not, and the mixing must spread them too.
+        let uniform = keys(100_000, 16, 5);
+        // (Consecutive in the bytes the filter reads: the first twelve.)
+        let counted = |i: u64| [&[0u8; 4][..], &i.to_be_bytes(), &[0u8; 4]].concat();
+        let consecutive: Vec<Vec<u8>> = (0..100_000u64).map(counted).collect();
+        for (what, ks, absent) in [
+            ("uniform", uniform, keys(200_000, 16, 6)),
+            (
+                "consecutive",
+                consecutive,
+                (100_000..300_000u64).map(counted).collect(),
+            ),
+        ] {
+            let table = ExactTable::new(16, ks.concat()).unwrap();
+            let filter = ExactFilter::new(&table);
+            assert_eq!(filter.memory_bytes(), 100_000 * 12 / 8);
+            assert!(
+                ks.iter().all(|k| filter.may_contain(k)),
+                "{what}: no false negatives"
+            );
+            let fp = absent.iter().filter(|k| filter.may_contain(k)).count();
+            let rate = fp as f64 / absent.len() as f64;
+            assert!((0.007..0.013).contains(&rate), "{what}: {rate}");
+        }
+    }
+
+    #[test]
+    fn probes_stay_among_the_blocks() {
+        for count in [1u32, 3, 1 << 20, 0x8000_0001, u32::MAX] {
+            for h in [
+                0,
+                1,
+                u64::MAX,
+                0x0123_4567_89ab_cdef,
+                1 << 63,
+                u64::MAX << 32,
+            ] {
+                let (word, mask) = filter_probe(h, count);
+                assert!(word < count, "h {h:#x} count {count}");
+                assert!((1..=5).contains(&mask.count_ones()), "{mask:#x}");
             }
         }
+        assert_eq!(filter_probe(0, 1).1, 1, "five times bit 0");
+        assert_eq!(filter_words(0), 0);
+        assert_eq!(filter_words(1), 1);
+        assert_eq!(filter_words(5), 1);
+        assert_eq!(filter_words(6), 2);
+        let none = ExactFilter::new(&ExactTable::new(16, Vec::new()).unwrap());
+        assert!(!none.may_contain(&[0u8; 16]));
+        assert!(
+            none.possible(&[0, 1], |_| &[0u8; 16][..], |_| ())
+                .is_empty()
+        );
+        assert!(ExactFilter::from_parts(1, none.words.clone()).is_none());
+        assert!(ExactFilter::from_parts(0, none.words).is_some());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The match index: built only from verified hash sets, immutable once built.
 //!
-//! - [`exact`]: sorted digests with a radix directory, and a binary-fuse prefilter;
+//! - [`exact`]: sorted digests with a radix directory, and a blocked Bloom prefilter;
 //! - [`hamming`]: multi-index hashing for PDQ and the 64-bit perceptual hashes;
 //! - [`store`]: indexes persisted beside the state dir and memory-mapped at start;
 //! - [`query`]: parsing queries (`kind:hex[:quality]` lines, `hashsieve hash` records);
@@ -289,16 +289,19 @@ impl Index {
     /// nanoseconds each) only in very large batches (`docs/index-design.md`, "Batches").
     pub fn match_batch(&self, queries: &[Query], options: &MatchOptions<'_>) -> Answers {
         let threads = rayon::current_num_threads();
-        // A closure: on one thread the queries are not scanned for perceptual kinds at all.
-        let worth_splitting = || {
-            queries.len() >= PARALLEL_EXACT
-                || queries
-                    .iter()
-                    .filter(|q| q.hash.kind().is_perceptual())
-                    .nth(PARALLEL_CHUNK / 16)
-                    .is_some()
-        };
-        if queries.len() >= 2 * PARALLEL_CHUNK && threads > 1 && worth_splitting() {
+        if queries.len() >= 2 * PARALLEL_CHUNK && threads > 1 {
+            // The grouping is needed anyway when the batch stays on this thread, and it
+            // counts the perceptual queries in the same pass: scanning for them separately
+            // cost an all-exact batch a whole extra pass over its queries.
+            let by_kind = group_by_kind(queries);
+            let perceptual: usize = HashKind::ALL
+                .iter()
+                .filter(|k| k.is_perceptual())
+                .map(|&k| by_kind[k as usize].len())
+                .sum();
+            if queries.len() < PARALLEL_EXACT && perceptual <= PARALLEL_CHUNK / 16 {
+                return self.match_grouped(queries, &by_kind, options);
+            }
             // Two parts per thread (one to steal if the other thread is slow): fewer, larger
             // parts keep each thread's filter probes pipelined and cost fewer merges.
             let part = queries.len().div_ceil(2 * threads).max(PARALLEL_CHUNK);
@@ -317,10 +320,9 @@ impl Index {
                 all.verdicts.append(part.verdicts);
                 all.near_misses += part.near_misses;
             }
-            all
-        } else {
-            self.match_chunk(queries, options)
+            return all;
         }
+        self.match_chunk(queries, options)
     }
 
     /// Answers one query against every list (what a batch of one would answer).
@@ -335,14 +337,23 @@ impl Index {
     /// ([`ExactTable::lookup_many`]): in both passes the memory accesses of different queries
     /// are independent, so the CPU overlaps their cache misses.
     fn match_chunk(&self, queries: &[Query], options: &MatchOptions<'_>) -> Answers {
+        self.match_grouped(queries, &group_by_kind(queries), options)
+    }
+
+    /// [`Index::match_chunk`] with the queries of each kind, in order, already found
+    /// ([`group_by_kind`]), shared by every list.
+    fn match_grouped(
+        &self,
+        queries: &[Query],
+        by_kind: &[Vec<u32>; HashKind::ALL.len()],
+        options: &MatchOptions<'_>,
+    ) -> Answers {
         let near = options.near_miss;
         // Matches are rare: collect them as (query, match) pairs rather than giving every
         // query its own list up front, then hand them out in query order at the end.
         let mut hits: Vec<(u32, Match)> = Vec::new();
         // Queries with an entry just beyond a threshold (only tracked when `near > 0`).
         let mut near_hit: Vec<u32> = Vec::new();
-        // The queries of each kind, in order, shared by every list.
-        let by_kind = group_by_kind(queries);
         // Matches of allow lists: they suppress, they are never reported.
         let mut allowed: Vec<(u32, Match)> = Vec::new();
         for (list, policy) in self.lists.iter().zip(&self.policies) {
@@ -364,7 +375,7 @@ impl Index {
                 }
                 match &k.search {
                     KindSearch::Exact { table, filter } => {
-                        // Filter pass first: it rejects ~99.6% of misses from 9 bits per key.
+                        // Filter pass first: it rejects ~99% of misses from 12 bits per key.
                         let passed = filter.possible(
                             mine,
                             |i| queries[i as usize].hash.as_bytes(),

@@ -6,7 +6,7 @@
 //! | bytes | what |
 //! |---|---|
 //! | 0..8 | magic `HSIDX\0\0\n` |
-//! | 8..12 | format version (3) |
+//! | 8..12 | format version (4) |
 //! | 12..16 | `0x01020304` in the writer's byte order: a reader with another order refuses |
 //! | 16..48 | BLAKE3 digest of the set this index was built from |
 //! | 48..64 | zero (reserved) |
@@ -27,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use xorf::Descriptor;
 
 use super::column::{Backing, Column, ColumnError, MappedFile};
 use super::exact::{ExactFilter, ExactTable};
@@ -41,7 +40,8 @@ const MAGIC: [u8; 8] = *b"HSIDX\0\0\n";
 /// 2: perceptual kinds read their codes from the set (no codes or starts arrays stored).
 /// 3: PDQ chunk tables may carry sketches (an index of version 2 is rebuilt, so that a
 /// restart after an upgrade does not keep serving without them).
-const FORMAT_VERSION: u32 = 3;
+/// 4: exact kinds' filters are blocked Bloom filters, not binary-fuse filters.
+const FORMAT_VERSION: u32 = 4;
 const BYTE_ORDER: u32 = 0x0102_0304;
 const HEADER_LEN: usize = 64;
 const ALIGN: usize = 64;
@@ -82,7 +82,8 @@ enum SectionToc {
         kind: String,
         bits: u32,
         directory: ArrayRef,
-        filter: FilterToc,
+        /// The blocks of the key filter (`ExactFilter`).
+        filter: ArrayRef,
     },
     Perceptual {
         kind: String,
@@ -93,20 +94,6 @@ enum SectionToc {
     /// smaller than image lists.
     Video {
         kind: String,
-    },
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "filter", rename_all = "snake_case", deny_unknown_fields)]
-enum FilterToc {
-    Empty,
-    PassAll,
-    BinaryFuse8 {
-        seed: u64,
-        segment_length: u32,
-        segment_length_mask: u32,
-        segment_count_length: u32,
-        fingerprints: ArrayRef,
     },
 }
 
@@ -183,17 +170,7 @@ pub fn save(list: &ListIndex, path: &Path) -> std::io::Result<()> {
                 KindSearch::Exact { table, filter } => {
                     let (bits, dir) = table.parts();
                     let directory = out.array(dir)?;
-                    let filter = match filter.parts() {
-                        None => FilterToc::Empty,
-                        Some(None) => FilterToc::PassAll,
-                        Some(Some((d, fp))) => FilterToc::BinaryFuse8 {
-                            seed: d.seed,
-                            segment_length: d.segment_length,
-                            segment_length_mask: d.segment_length_mask,
-                            segment_count_length: d.segment_count_length,
-                            fingerprints: out.array(fp)?,
-                        },
-                    };
+                    let filter = out.array(filter.parts())?;
                     SectionToc::Exact {
                         kind,
                         bits,
@@ -233,8 +210,7 @@ pub fn save(list: &ListIndex, path: &Path) -> std::io::Result<()> {
 }
 
 /// Opens the index saved at `path` for `set` (already verified), checking it as the module
-/// documentation says. The arrays stay in the memory map; nothing is copied but the exact
-/// kinds' filter fingerprints (about one byte per key).
+/// documentation says. The arrays stay in the memory map; nothing is copied.
 pub fn open(set: Arc<HashSetFile>, path: &Path) -> Result<ListIndex, StoreError> {
     let map = Arc::new(MappedFile::open(path)?);
     let bytes = map.bytes();
@@ -308,35 +284,10 @@ pub fn open(set: Arc<HashSetFile>, path: &Path) -> Result<ListIndex, StoreError>
                     column(&backing, directory)?,
                 )
                 .map_err(IndexError::from)?;
-                let fingerprints;
-                let parts = match filter {
-                    FilterToc::Empty => None,
-                    FilterToc::PassAll => Some(None),
-                    FilterToc::BinaryFuse8 {
-                        seed,
-                        segment_length,
-                        segment_length_mask,
-                        segment_count_length,
-                        fingerprints: fp,
-                    } => {
-                        fingerprints = column::<u8>(&backing, fp)?;
-                        let d = Descriptor {
-                            seed,
-                            segment_length,
-                            segment_length_mask,
-                            segment_count_length,
-                        };
-                        Some(Some((d, &fingerprints[..])))
-                    }
-                };
-                if parts.is_none() && section.count > 0 {
-                    return Err(StoreError::Toc(format!(
-                        "{name}: empty filter for {} keys",
-                        section.count
-                    )));
-                }
-                let filter = ExactFilter::from_parts(parts)
-                    .ok_or_else(|| StoreError::Toc(format!("{name}: filter descriptor")))?;
+                let filter = ExactFilter::from_parts(section.count, column(&backing, filter)?)
+                    .ok_or_else(|| {
+                        StoreError::Toc(format!("{name}: filter size for {} keys", section.count))
+                    })?;
                 KindSearch::Exact { table, filter }
             }
             SectionToc::Perceptual { kind: name, chunks }
