@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use super::bits::{distance, for_each_within, query_words, scan_inline, try_for_each_within};
 use super::layout::chunk_radius;
 use super::{ChunkTable, HammingIndex, sketch_half};
-use crate::prefetch::prefetch;
+use crate::prefetch::{prefetch, prefetch_to};
 
 /// A chunk table's columns as plain slices (a mapped column's deref is not free).
 #[derive(Clone, Copy, Default)]
@@ -63,7 +63,23 @@ impl HammingIndex {
     /// Calls `found(code_index, distance)` for every code within `threshold` of `query`
     /// (big-endian bytes). A code may be reported more than once (found through several
     /// chunks); [`HammingIndex::search`] deduplicates.
-    pub fn search_each(&self, query: &[u8], threshold: u32, mut found: impl FnMut(u32, u32)) {
+    pub fn search_each(&self, query: &[u8], threshold: u32, found: impl FnMut(u32, u32)) {
+        if crate::prefetch::far_into_l2() {
+            self.search_each_to::<false>(query, threshold, found);
+        } else {
+            self.search_each_to::<true>(query, threshold, found);
+        }
+    }
+
+    /// [`HammingIndex::search_each`], its directory slots and candidates' codes prefetched
+    /// into L1 or into L2 only (`crate::prefetch::far_into_l2`): a search asks for thousands
+    /// of lines at once, far more than the fill buffers hold.
+    fn search_each_to<const L1: bool>(
+        &self,
+        query: &[u8],
+        threshold: u32,
+        mut found: impl FnMut(u32, u32),
+    ) {
         if self.is_empty() || query.len() != self.words * 8 {
             return;
         }
@@ -94,7 +110,7 @@ impl HammingIndex {
             let value = chunk.value_of(q);
             let directory: &[u32] = &chunk.directory;
             for_each_within(value, chunk.width, radius, |probe| {
-                prefetch(&directory[probe as usize]);
+                prefetch_to::<L1, _>(&directory[probe as usize]);
                 probes.push((i as u32, probe));
             });
         }
@@ -147,8 +163,8 @@ impl HammingIndex {
                 // First and last byte: the column need not be aligned to a code, so a
                 // 32-byte code may straddle two lines.
                 let at = ahead as usize * words * 8;
-                prefetch(&codes[at]);
-                prefetch(&codes[at + words * 8 - 1]);
+                prefetch_to::<L1, _>(&codes[at]);
+                prefetch_to::<L1, _>(&codes[at + words * 8 - 1]);
             }
             let d = distance(codes, words, id as usize, q);
             if d <= threshold {
