@@ -37,7 +37,7 @@ pub(crate) fn prefetch_to<const L1: bool, T>(value: &T) {
 /// +7%, `docs/index-design.md`, "Query at a time"); AMD's cores were measured with prefetches
 /// into L1, and Zen 4 is reported to drop some L2 prefetches, so they keep those. Set
 /// `HASHSIEVE_PREFETCH_L2=1` or `0` to choose.
-pub fn far_into_l2() -> bool {
+pub(crate) fn far_into_l2() -> bool {
     static CHOICE: OnceLock<bool> = OnceLock::new();
     *CHOICE.get_or_init(|| match std::env::var("HASHSIEVE_PREFETCH_L2").as_deref() {
         Ok("1") => true,
