@@ -59,8 +59,61 @@ fn cpu_vendor() -> [u8; 12] {
     vendor
 }
 
+/// The size of the largest, outermost data cache the kernel describes for CPU 0
+/// (`/sys/devices/system/cpu/cpu0/cache/index*/`), or `None` where it describes none. In a
+/// virtual machine this is the host's cache as the hypervisor reports it.
+pub(crate) fn last_level_cache_bytes() -> Option<usize> {
+    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).ok();
+    dir.filter_map(Result::ok)
+        .filter_map(|entry| {
+            let at = entry.path();
+            let kind = read(at.join("type"))?;
+            if kind.trim() == "Instruction" {
+                return None;
+            }
+            let level: u32 = read(at.join("level"))?.trim().parse().ok()?;
+            Some((level, parse_cache_size(&read(at.join("size"))?)?))
+        })
+        .max()
+        .map(|(_, bytes)| bytes)
+}
+
+/// A cache size as sysfs writes it: `491520K`, `32M`, or plain bytes.
+fn parse_cache_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, ""),
+    };
+    let scale = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return None,
+    };
+    digits.parse::<usize>().ok()?.checked_mul(scale)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cache_sizes_parse_as_sysfs_writes_them() {
+        use super::parse_cache_size;
+        assert_eq!(parse_cache_size("491520K\n"), Some(491_520 << 10));
+        assert_eq!(parse_cache_size("32M"), Some(32 << 20));
+        assert_eq!(parse_cache_size("4096"), Some(4096));
+        assert_eq!(parse_cache_size("1G"), Some(1 << 30));
+        for bad in ["", "K", "12Q", "-1K", "99999999999999999999G"] {
+            assert_eq!(parse_cache_size(bad), None, "{bad}");
+        }
+        // Where the kernel describes caches, the outermost one is at least 4 KiB.
+        if let Some(bytes) = super::last_level_cache_bytes() {
+            assert!(bytes >= 4096, "{bytes}");
+        }
+    }
+
     #[test]
     fn the_vendor_is_read() {
         let vendor = super::cpu_vendor();
