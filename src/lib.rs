@@ -21,7 +21,7 @@
 //! | [`urls`] | URL canonicalisation and lookup expressions (Safe Browsing's rules) |
 //! | [`kinds`] | hash kinds and values: parsing, display, Hamming distance |
 //! | [`objstore`] | S3-compatible object storage: list, get (capped), put |
-//! | [`clock`], [`fsutil`], `prefetch`, [`hugepages`] | leaves: time formats, atomic file writes, CPU prefetch, large blocks on huge pages |
+//! | [`clock`], [`fsutil`], `prefetch`, [`hugepages`] | leaves: time formats, atomic file writes, CPU prefetch and cache facts, large blocks on huge pages |
 
 pub mod cli;
 pub mod client;

@@ -4,6 +4,7 @@
 //! - [`hamming`]: multi-index hashing for PDQ and the 64-bit perceptual hashes;
 //! - [`store`]: indexes persisted beside the state dir and memory-mapped at start;
 //! - [`query`]: parsing queries (`kind:hex[:quality]` lines, `hashsieve hash` records);
+//! - `matching`: a batch through every list and kind ([`Index::match_batch`]);
 //! - [`verdict`]: matches, decisions and the sparse verdicts of a batch.
 //!
 //! [`Index`] holds, per list and per kind, the structure for that kind, and answers batches
@@ -13,6 +14,7 @@
 pub mod column;
 pub mod exact;
 pub mod hamming;
+mod matching;
 pub mod query;
 pub mod store;
 mod verdict;
@@ -32,9 +34,6 @@ pub use vpdq::{FrameMatch, VideoAnswer, VideoMatch};
 
 /// Smallest number of queries a pool thread takes at once in [`Index::match_batch`].
 pub const PARALLEL_CHUNK: usize = 1024;
-
-/// Queries from which a batch of exact lookups alone is split over the pool.
-const PARALLEL_EXACT: usize = 1 << 20;
 
 /// One hash to look up. PDQ hashes may carry their quality (0..=100).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,209 +276,6 @@ impl Index {
     /// The lists and versions served.
     pub fn lists(&self) -> impl Iterator<Item = (&str, u64)> {
         self.lists.iter().map(|l| (&*l.name, l.version))
-    }
-
-    /// Answers a batch of queries: one verdict per query, in the same order, held sparsely
-    /// ([`Verdicts`]; `into_vec` for a dense list), against the lists `options` includes,
-    /// with the near misses it asks for counted.
-    ///
-    /// Large batches are split over the rayon pool in parts of at least [`PARALLEL_CHUNK`]
-    /// queries when there is more than one thread and the work is worth the hand-off:
-    /// perceptual searches (microseconds each) always are, exact lookups (about ten
-    /// nanoseconds each) only in very large batches (`docs/index-design.md`, "Batches").
-    pub fn match_batch(&self, queries: &[Query], options: &MatchOptions<'_>) -> Answers {
-        let threads = rayon::current_num_threads();
-        if queries.len() >= 2 * PARALLEL_CHUNK && threads > 1 {
-            // The grouping is needed anyway when the batch stays on this thread, and it
-            // counts the perceptual queries in the same pass: scanning for them separately
-            // cost an all-exact batch a whole extra pass over its queries.
-            let by_kind = group_by_kind(queries);
-            let perceptual: usize = HashKind::ALL
-                .iter()
-                .filter(|k| k.is_perceptual())
-                .map(|&k| by_kind[k as usize].len())
-                .sum();
-            if queries.len() < PARALLEL_EXACT && perceptual <= PARALLEL_CHUNK / 16 {
-                return self.match_grouped(queries, &by_kind, options);
-            }
-            // Two parts per thread (one to steal if the other thread is slow): fewer, larger
-            // parts keep each thread's filter probes pipelined and cost fewer merges.
-            let part = queries.len().div_ceil(2 * threads).max(PARALLEL_CHUNK);
-            let parts: Vec<Answers> = queries
-                .par_chunks(part)
-                .map(|chunk| self.match_chunk(chunk, options))
-                .collect();
-            let mut all = Answers::default();
-            for part in parts {
-                let offset = all.verdicts.len();
-                all.suppressed
-                    .extend(part.suppressed.into_iter().map(|mut s| {
-                        s.query += offset;
-                        s
-                    }));
-                all.verdicts.append(part.verdicts);
-                all.near_misses += part.near_misses;
-            }
-            return all;
-        }
-        self.match_chunk(queries, options)
-    }
-
-    /// Answers one query against every list (what a batch of one would answer).
-    pub fn match_one(&self, query: &Query) -> Verdict {
-        self.match_chunk(std::slice::from_ref(query), &MatchOptions::ALL)
-            .verdicts
-            .into_single()
-    }
-
-    /// Matches a chunk of queries on this thread. Exact kinds go through their filter for the
-    /// whole chunk first, then the few that pass are looked up together
-    /// ([`ExactTable::lookup_many`]): in both passes the memory accesses of different queries
-    /// are independent, so the CPU overlaps their cache misses.
-    fn match_chunk(&self, queries: &[Query], options: &MatchOptions<'_>) -> Answers {
-        self.match_grouped(queries, &group_by_kind(queries), options)
-    }
-
-    /// [`Index::match_chunk`] with the queries of each kind, in order, already found
-    /// ([`group_by_kind`]), shared by every list.
-    fn match_grouped(
-        &self,
-        queries: &[Query],
-        by_kind: &[Vec<u32>; HashKind::ALL.len()],
-        options: &MatchOptions<'_>,
-    ) -> Answers {
-        let near = options.near_miss;
-        // Matches are rare: collect them as (query, match) pairs rather than giving every
-        // query its own list up front, then hand them out in query order at the end.
-        let mut hits: Vec<(u32, Match)> = Vec::new();
-        // Queries with an entry just beyond a threshold (only tracked when `near > 0`).
-        let mut near_hit: Vec<u32> = Vec::new();
-        // Matches of allow lists: they suppress, they are never reported.
-        let mut allowed: Vec<(u32, Match)> = Vec::new();
-        for (list, policy) in self.lists.iter().zip(&self.policies) {
-            let allow = policy.is_allow_list();
-            if !allow && !options.includes(&list.name) {
-                continue;
-            }
-            let found = if allow { &mut allowed } else { &mut hits };
-            for k in &list.kinds {
-                // Video frames are searched with PDQ queries.
-                let searched = if k.kind == HashKind::Vpdq {
-                    HashKind::Pdq
-                } else {
-                    k.kind
-                };
-                let mine = &by_kind[searched as usize];
-                if mine.is_empty() {
-                    continue;
-                }
-                match &k.search {
-                    KindSearch::Exact { table, filter } => {
-                        // Filter pass first: it rejects ~99% of misses from 12 bits per key.
-                        let passed = filter.possible(
-                            mine,
-                            |i| queries[i as usize].hash.as_bytes(),
-                            |i| crate::prefetch::prefetch(&queries[i as usize]),
-                        );
-                        let keys: Vec<&[u8]> = passed
-                            .iter()
-                            .map(|&i| queries[i as usize].hash.as_bytes())
-                            .collect();
-                        let entries: Vec<Hit> = passed
-                            .iter()
-                            .zip(table.lookup_many(&keys))
-                            .flat_map(|(&query, range)| {
-                                range.map(move |entry| Hit {
-                                    query,
-                                    entry,
-                                    distance: 0,
-                                })
-                            })
-                            .collect();
-                        list.push_matches(k, &entries, found);
-                    }
-                    KindSearch::Video { frames } => {
-                        // Still images against the frames of listed videos.
-                        let threshold = policy.threshold(k.kind, k.threshold);
-                        let mut entries = Vec::new();
-                        for &query in &by_kind[HashKind::Pdq as usize] {
-                            let q = queries[query as usize].hash.as_bytes();
-                            frames.videos_near(q, threshold, |entry, distance| {
-                                entries.push(Hit {
-                                    query,
-                                    entry,
-                                    distance,
-                                });
-                            });
-                        }
-                        list.push_matches(k, &entries, found);
-                    }
-                    KindSearch::Perceptual { index } => {
-                        let threshold = policy.threshold(k.kind, k.threshold);
-                        let near = if allow { NearMiss::OFF } else { near };
-                        let entries = list.search_perceptual(
-                            k,
-                            index,
-                            threshold,
-                            queries,
-                            mine,
-                            near,
-                            &mut near_hit,
-                        );
-                        list.push_matches(k, &entries, found);
-                    }
-                }
-            }
-        }
-        let suppressed = if allowed.is_empty() {
-            Vec::new()
-        } else {
-            self.suppress(&allowed, &mut hits)
-        };
-        // Stable: a query's matches keep their list/kind order until they are decided.
-        hits.sort_by_key(|&(i, _)| i);
-        near_hit.sort_unstable();
-        near_hit.dedup();
-        let near_misses = near_hit
-            .iter()
-            .filter(|&&i| hits.binary_search_by_key(&i, |&(j, _)| j).is_err())
-            .count();
-        let verdicts = Verdicts::assemble(queries, hits, &by_kind[HashKind::Pdq as usize]);
-        Answers {
-            verdicts,
-            near_misses,
-            suppressed,
-        }
-    }
-
-    /// Removes from `hits` every match of a list that an allow-list match of the same query
-    /// suppresses; returns what was removed and by which allow-list entry.
-    fn suppress(&self, allowed: &[(u32, Match)], hits: &mut Vec<(u32, Match)>) -> Vec<Suppressed> {
-        let suppresses = |allow: &Match, list: &str| {
-            self.lists
-                .iter()
-                .zip(&self.policies)
-                .find(|(l, _)| l.name == allow.list)
-                .is_some_and(|(_, p)| p.suppresses.iter().any(|t| t == list))
-        };
-        let mut suppressed = Vec::new();
-        hits.retain(|(query, m)| {
-            let by = allowed
-                .iter()
-                .find(|(q, allow)| q == query && suppresses(allow, &m.list));
-            match by {
-                Some((_, allow)) => {
-                    suppressed.push(Suppressed {
-                        query: *query as usize,
-                        allow: allow.clone(),
-                        withheld: m.clone(),
-                    });
-                    false
-                }
-                None => true,
-            }
-        });
-        suppressed
     }
 }
 
@@ -728,26 +524,6 @@ fn partition(n: usize, before: impl Fn(usize) -> bool) -> usize {
         }
     }
     lo
-}
-
-/// The positions of the queries of each kind (indexed by `HashKind as usize`), in order.
-/// Counted first so that each list is allocated once at its size; a batch of one kind (the
-/// usual CLI batch) is `0..n` without a second look at the queries.
-fn group_by_kind(queries: &[Query]) -> [Vec<u32>; HashKind::ALL.len()] {
-    let mut counts = [0usize; HashKind::ALL.len()];
-    for q in queries {
-        counts[q.hash.kind() as usize] += 1;
-    }
-    if let Some(only) = counts.iter().position(|&c| c == queries.len()) {
-        let mut by_kind: [Vec<u32>; HashKind::ALL.len()] = Default::default();
-        by_kind[only] = (0..queries.len() as u32).collect();
-        return by_kind;
-    }
-    let mut by_kind = counts.map(Vec::with_capacity);
-    for (i, q) in queries.iter().enumerate() {
-        by_kind[q.hash.kind() as usize].push(i as u32);
-    }
-    by_kind
 }
 
 #[cfg(test)]
