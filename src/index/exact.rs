@@ -267,80 +267,99 @@ impl ExactFilter {
     }
 
     /// The ids among `ids` whose key may be present ([`ExactFilter::may_contain`] on
-    /// `key_of(id)`), in order. Works through the batch in blocks of 64 keys: the block is
-    /// hashed in one vector loop (`hash_block`), the filter word of each of its keys
-    /// prefetched, then checked, so the cache misses of different keys overlap. Few keys
-    /// pass (members, and ~1% of the rest), so the answer is built by a well-predicted
-    /// branch rather than by compacting a copy of `ids`.
-    /// `prefetch_key(id)` asks for the memory holding `id`'s key: a batch's keys were
+    /// `key_of(id)`), in order; `None` as soon as `key_of` has no key for an id (the caller's
+    /// sign that the id is not of this filter's kind after all: see [`Ids::Every`]).
+    ///
+    /// Works through the batch in blocks of 64 keys: the block is hashed in one vector loop
+    /// (`hash_block`), the filter word of each of its keys prefetched, then checked, so the
+    /// cache misses of different keys overlap. Few keys pass (members, and ~1% of the rest),
+    /// so the answer is built by a well-predicted branch rather than by compacting a copy of
+    /// `ids`. `prefetch_key(id)` asks for the memory holding `id`'s key: a batch's keys were
     /// written by the parser megabytes earlier, and their first reads would otherwise be
     /// misses one after another (`docs/index-design.md`, "Exact kinds").
     pub fn possible<'k>(
         &self,
-        ids: &[u32],
-        key_of: impl Fn(u32) -> &'k [u8],
+        ids: Ids<'_>,
+        key_of: impl Fn(u32) -> Option<&'k [u8]>,
         prefetch_key: impl Fn(u32),
-    ) -> Vec<u32> {
-        let words: &[u64] = &self.words;
-        if words.is_empty() {
-            return Vec::new();
+    ) -> Option<Vec<u32>> {
+        match ids {
+            // Both are monomorphised: the position is the id, or is looked up.
+            Ids::Every(n) => self.possible_among(n, |p| p as u32, key_of, prefetch_key),
+            Ids::Listed(ids) => self.possible_among(ids.len(), |p| ids[p], key_of, prefetch_key),
         }
-        if ids.len() < FILTER_BLOCK / 4 {
+    }
+
+    /// [`ExactFilter::possible`] for the `n` ids `id_at(0..n)`.
+    #[inline(always)]
+    fn possible_among<'k>(
+        &self,
+        n: usize,
+        id_at: impl Fn(usize) -> u32,
+        key_of: impl Fn(u32) -> Option<&'k [u8]>,
+        prefetch_key: impl Fn(u32),
+    ) -> Option<Vec<u32>> {
+        let words: &[u64] = &self.words;
+        let mut passed = Vec::new();
+        if n < FILTER_BLOCK / 4 {
             // A single GET or a small batch: hashing and staging whole blocks of 64 keys
             // would be most of its cost.
-            return ids
-                .iter()
-                .copied()
-                .filter(|&id| self.may_contain(key_of(id)))
-                .collect();
+            for id in (0..n).map(&id_at) {
+                if self.may_contain(key_of(id)?) {
+                    passed.push(id);
+                }
+            }
+            return Some(passed);
         }
         let count = words.len() as u32;
+        let blocks = n.div_ceil(FILTER_BLOCK);
+        let block_ids = |b: usize| (b * FILTER_BLOCK..((b + 1) * FILTER_BLOCK).min(n)).map(&id_at);
         let mut keys = [0u64; FILTER_BLOCK];
         // Two blocks in flight: block b + 1 is hashed and its words prefetched before block
         // b is checked, so misses stay outstanding while the checks run.
         let mut staged = [ProbeBlock::default(), ProbeBlock::default()];
-        let mut passed = Vec::new();
-        let mut stage = |b: usize, block: &mut ProbeBlock| {
-            // The keys two blocks on, whose first read would otherwise wait on memory.
-            for &id in ids.iter().skip((b + 2) * FILTER_BLOCK).take(FILTER_BLOCK) {
-                prefetch_key(id);
+        let mut stage = |b: usize, block: &mut ProbeBlock| -> Option<()> {
+            if b + 2 < blocks {
+                // The keys two blocks on, whose first read would otherwise wait on memory.
+                block_ids(b + 2).for_each(&prefetch_key);
             }
-            let chunk = ids.chunks(FILTER_BLOCK).nth(b).unwrap_or_default();
-            if chunk.is_empty() {
-                return; // past the last block: nothing to hash or prefetch
+            if b >= blocks {
+                return Some(()); // past the last block: nothing to hash or prefetch
             }
-            for (key, &id) in keys.iter_mut().zip(chunk) {
-                *key = fingerprint(key_of(id));
+            for (key, id) in keys.iter_mut().zip(block_ids(b)) {
+                *key = fingerprint(key_of(id)?);
             }
             hash_block(&keys, count, block);
-            for &at in &block.word[..chunk.len()] {
+            for &at in &block.word {
                 if let Some(w) = words.get(at as usize) {
                     prefetch(w);
                 }
             }
+            Some(())
         };
-        stage(0, &mut staged[0]);
-        for (b, chunk) in ids.chunks(FILTER_BLOCK).enumerate() {
+        stage(0, &mut staged[0])?;
+        for b in 0..blocks {
             let [even, odd] = &mut staged;
             let (block, next) = if b % 2 == 0 {
                 (&*even, odd)
             } else {
                 (&*odd, even)
             };
-            stage(b + 1, next);
-            for (k, &id) in chunk.iter().enumerate() {
+            stage(b + 1, next)?;
+            for (k, id) in block_ids(b).enumerate() {
                 // A word out of range cannot happen (`filter_probe` maps into the words); it
-                // would pass the key on to the table (never a false "absent").
+                // would pass the key on to the table (never a false "absent"). An empty
+                // filter has no words and passes nothing.
                 let mask = block.mask[k];
                 if words
                     .get(block.word[k] as usize)
-                    .is_none_or(|w| w & mask == mask)
+                    .map_or(!words.is_empty(), |w| w & mask == mask)
                 {
                     passed.push(id);
                 }
             }
         }
-        passed
+        Some(passed)
     }
 
     pub fn memory_bytes(&self) -> usize {
@@ -364,6 +383,25 @@ impl ExactFilter {
 /// [`FILTER_BITS_PER_KEY`] bits per key, and never more than a 32-bit word number reaches.
 fn filter_words(keys: usize) -> usize {
     (keys.saturating_mul(FILTER_BITS_PER_KEY).div_ceil(64)).min(u32::MAX as usize)
+}
+
+/// The ids a filter pass reads ([`ExactFilter::possible`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Ids<'a> {
+    /// `0..n`: every query of a batch, taken to be of the filter's kind; the caller's
+    /// `key_of` checks each one as it reads it, so that the batch need not be grouped first.
+    Every(usize),
+    /// These ids, in order.
+    Listed(&'a [u32]),
+}
+
+impl Ids<'_> {
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Ids::Every(n) => *n == 0,
+            Ids::Listed(ids) => ids.is_empty(),
+        }
+    }
 }
 
 /// Keys [`ExactFilter::possible`] hashes at once.
@@ -496,26 +534,67 @@ mod tests {
         // A count that is not a multiple of the 64-key block: the last block is partial.
         let mixed: Vec<Vec<u8>> = ks.iter().cloned().chain(keys(20_037, 32, 79)).collect();
         let all: Vec<u32> = (0..mixed.len() as u32).collect();
-        let ids = filter.possible(&all, |i| &mixed[i as usize], |_| ());
+        let key = |i: u32| Some(&mixed[i as usize][..]);
+        let ids = filter.possible(Ids::Listed(&all), key, |_| ()).unwrap();
         let expected: Vec<u32> = (0..mixed.len() as u32)
             .filter(|&i| filter.may_contain(&mixed[i as usize]))
             .collect();
         assert_eq!(ids, expected);
         assert!(ids.len() >= ks.len() && ids[..ks.len()].iter().copied().eq(0..ks.len() as u32));
+        assert_eq!(
+            filter.possible(Ids::Every(mixed.len()), key, |_| ()),
+            Some(expected)
+        );
         // Small batches (a single GET) take a key-at-a-time path: the same answers.
         for n in [1usize, 2, 15, 16, 17, 63, 64, 65] {
             let some: Vec<u32> = all.iter().copied().skip(19_990).take(n).collect();
-            let got = filter.possible(&some, |i| &mixed[i as usize], |_| ());
+            let got = filter.possible(Ids::Listed(&some), key, |_| ()).unwrap();
             let want: Vec<u32> = some
                 .iter()
                 .copied()
                 .filter(|&i| filter.may_contain(&mixed[i as usize]))
                 .collect();
             assert_eq!(got, want, "{n} keys");
+            let first: Vec<u32> = (0..n as u32)
+                .filter(|&i| filter.may_contain(&mixed[i as usize]))
+                .collect();
+            assert_eq!(filter.possible(Ids::Every(n), key, |_| ()), Some(first));
             assert!(
                 some.iter()
                     .filter(|&&i| (i as usize) < ks.len())
                     .all(|i| got.contains(i))
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_of_another_kind_stops_the_pass() {
+        // `key_of` answers `None` for an id that is not of the filter's kind (a mixed batch
+        // taken for one kind): the pass gives up wherever that id falls, in a small batch,
+        // in the first block, in the middle or in the last, partial block.
+        let ks = keys(5_000, 32, 3);
+        let table = ExactTable::new(32, ks.concat()).unwrap();
+        let filter = ExactFilter::new(&table);
+        for (n, odd) in [
+            (1, 0),
+            (15, 14),
+            (16, 0),
+            (1000, 0),
+            (1000, 63),
+            (1000, 500),
+            (1000, 999),
+        ] {
+            let key = |i: u32| (i as usize != odd).then(|| &ks[i as usize][..]);
+            assert_eq!(
+                filter.possible(Ids::Every(n), key, |_| ()),
+                None,
+                "{n} keys, odd one {odd}"
+            );
+            let listed: Vec<u32> = (0..n as u32).collect();
+            assert_eq!(
+                filter.possible(Ids::Listed(&listed), key, |_| ()),
+                None,
+                "{n} listed"
             );
         }
     }
@@ -572,10 +651,12 @@ mod tests {
         assert_eq!(filter_words(6), 2);
         let none = ExactFilter::new(&ExactTable::new(16, Vec::new()).unwrap());
         assert!(!none.may_contain(&[0u8; 16]));
-        assert!(
-            none.possible(&[0, 1], |_| &[0u8; 16][..], |_| ())
-                .is_empty()
+        let zero = |_| Some(&[0u8; 16][..]);
+        assert_eq!(
+            none.possible(Ids::Listed(&[0, 1]), zero, |_| ()),
+            Some(vec![])
         );
+        assert_eq!(none.possible(Ids::Every(1000), zero, |_| ()), Some(vec![]));
         assert!(ExactFilter::from_parts(1, none.words.clone()).is_none());
         assert!(ExactFilter::from_parts(0, none.words).is_some());
     }

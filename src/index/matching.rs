@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::exact::Ids;
 use super::{
     Answers, Hit, Index, KindSearch, Match, MatchOptions, NearMiss, PARALLEL_CHUNK, Query,
     Suppressed, Verdict, Verdicts,
@@ -24,6 +25,12 @@ impl Index {
     /// nanoseconds each) only in very large batches (`docs/index-design.md`, "Batches").
     pub fn match_batch(&self, queries: &[Query], options: &MatchOptions<'_>) -> Answers {
         let threads = rayon::current_num_threads();
+        if queries.len() < PARALLEL_EXACT
+            && let Some(answers) = self.match_one_kind(queries, options)
+        {
+            // A batch of one exact kind below the size worth splitting: nothing else to decide.
+            return answers;
+        }
         if queries.len() >= 2 * PARALLEL_CHUNK && threads > 1 {
             // The grouping is needed anyway when the batch stays on this thread, and it
             // counts the perceptual queries in the same pass: scanning for them separately
@@ -35,7 +42,7 @@ impl Index {
                 .map(|&k| by_kind[k as usize].len())
                 .sum();
             if queries.len() < PARALLEL_EXACT && perceptual <= PARALLEL_CHUNK / 16 {
-                return self.match_grouped(queries, &by_kind, options);
+                return self.match_grouped_by(queries, by_kind, options);
             }
             // Two parts per thread (one to steal if the other thread is slow): fewer, larger
             // parts keep each thread's filter probes pipelined and cost fewer merges.
@@ -72,17 +79,45 @@ impl Index {
     /// ([`ExactTable::lookup_many`]): in both passes the memory accesses of different queries
     /// are independent, so the CPU overlaps their cache misses.
     fn match_chunk(&self, queries: &[Query], options: &MatchOptions<'_>) -> Answers {
-        self.match_grouped(queries, &group_by_kind(queries), options)
+        self.match_one_kind(queries, options)
+            .unwrap_or_else(|| self.match_grouped_by(queries, group_by_kind(queries), options))
     }
 
-    /// [`Index::match_chunk`] with the queries of each kind, in order, already found
-    /// ([`group_by_kind`]), shared by every list.
+    /// [`Index::match_chunk`] for a batch whose first query is of an exact kind, taking every
+    /// query to be of that kind, as in a CLI batch or a single GET: no grouping pass over the
+    /// batch, whose first reads are then the filter's. `None` if a query of another kind
+    /// turns up (the filter pass that reads it stops there; the batch must be grouped).
+    fn match_one_kind(&self, queries: &[Query], options: &MatchOptions<'_>) -> Option<Answers> {
+        let kind = queries.first()?.hash.kind();
+        if kind.is_perceptual() {
+            return None;
+        }
+        self.match_grouped(queries, Groups::OneKind(kind), options)
+    }
+
+    /// [`Index::match_grouped`] with the queries of each kind already found.
+    fn match_grouped_by(
+        &self,
+        queries: &[Query],
+        by_kind: [Vec<u32>; HashKind::ALL.len()],
+        options: &MatchOptions<'_>,
+    ) -> Answers {
+        let groups = Groups::Mixed(&by_kind);
+        // Only a one-kind guess can turn out wrong.
+        self.match_grouped(queries, groups, options)
+            .unwrap_or_default()
+    }
+
+    /// [`Index::match_chunk`] with the queries of each kind, shared by every list; `None` when
+    /// `groups` took the batch for one kind and it is not.
     fn match_grouped(
         &self,
         queries: &[Query],
-        by_kind: &[Vec<u32>; HashKind::ALL.len()],
+        groups: Groups<'_>,
         options: &MatchOptions<'_>,
-    ) -> Answers {
+    ) -> Option<Answers> {
+        // Whether a filter pass has read every query's kind (a one-kind guess confirmed).
+        let mut confirmed = matches!(groups, Groups::Mixed(_));
         let near = options.near_miss;
         // Matches are rare: collect them as (query, match) pairs rather than giving every
         // query its own list up front, then hand them out in query order at the end.
@@ -104,18 +139,23 @@ impl Index {
                 } else {
                     k.kind
                 };
-                let mine = &by_kind[searched as usize];
-                if mine.is_empty() {
+                let ids = groups.of(searched, queries.len());
+                if ids.is_empty() {
                     continue;
                 }
                 match &k.search {
                     KindSearch::Exact { table, filter } => {
                         // Filter pass first: it rejects ~99% of misses from 12 bits per key.
+                        // It reads every query's kind with its key (`Ids::Every` trusts it).
                         let passed = filter.possible(
-                            mine,
-                            |i| queries[i as usize].hash.as_bytes(),
+                            ids,
+                            |i| {
+                                let hash = &queries[i as usize].hash;
+                                (hash.kind() == searched).then(|| hash.as_bytes())
+                            },
                             |i| crate::prefetch::prefetch(&queries[i as usize]),
-                        );
+                        )?;
+                        confirmed = true;
                         let keys: Vec<&[u8]> = passed
                             .iter()
                             .map(|&i| queries[i as usize].hash.as_bytes())
@@ -137,7 +177,7 @@ impl Index {
                         // Still images against the frames of listed videos.
                         let threshold = policy.threshold(k.kind, k.threshold);
                         let mut entries = Vec::new();
-                        for &query in &by_kind[HashKind::Pdq as usize] {
+                        for &query in groups.listed(HashKind::Pdq) {
                             let q = queries[query as usize].hash.as_bytes();
                             frames.videos_near(q, threshold, |entry, distance| {
                                 entries.push(Hit {
@@ -157,7 +197,7 @@ impl Index {
                             index,
                             threshold,
                             queries,
-                            mine,
+                            groups.listed(searched),
                             near,
                             &mut near_hit,
                         );
@@ -165,6 +205,13 @@ impl Index {
                     }
                 }
             }
+        }
+        if let Groups::OneKind(kind) = groups
+            && !confirmed
+            && queries.iter().any(|q| q.hash.kind() != kind)
+        {
+            // No list of that kind read the batch, so nothing has checked the guess yet.
+            return None;
         }
         let suppressed = if allowed.is_empty() {
             Vec::new()
@@ -179,12 +226,12 @@ impl Index {
             .iter()
             .filter(|&&i| hits.binary_search_by_key(&i, |&(j, _)| j).is_err())
             .count();
-        let verdicts = Verdicts::assemble(queries, hits, &by_kind[HashKind::Pdq as usize]);
-        Answers {
+        let verdicts = Verdicts::assemble(queries, hits, groups.listed(HashKind::Pdq));
+        Some(Answers {
             verdicts,
             near_misses,
             suppressed,
-        }
+        })
     }
 
     /// Removes from `hits` every match of a list that an allow-list match of the same query
@@ -215,6 +262,35 @@ impl Index {
             }
         });
         suppressed
+    }
+}
+
+/// Which queries of a batch are of each kind.
+enum Groups<'a> {
+    /// Every query taken to be of this exact kind, unchecked until a filter pass of that kind
+    /// reads them (`Index::match_one_kind`).
+    OneKind(HashKind),
+    /// The positions of the queries of each kind, in order ([`group_by_kind`]).
+    Mixed(&'a [Vec<u32>; HashKind::ALL.len()]),
+}
+
+impl Groups<'_> {
+    /// The queries of `kind` among `n`, for a filter pass.
+    fn of(&self, kind: HashKind, n: usize) -> Ids<'_> {
+        match self {
+            Groups::OneKind(only) if *only == kind => Ids::Every(n),
+            Groups::OneKind(_) => Ids::Listed(&[]),
+            Groups::Mixed(by_kind) => Ids::Listed(&by_kind[kind as usize]),
+        }
+    }
+
+    /// The positions of the queries of a kind that is never taken for a whole batch (the
+    /// perceptual kinds): none in a one-kind batch.
+    fn listed(&self, kind: HashKind) -> &[u32] {
+        match self {
+            Groups::OneKind(_) => &[],
+            Groups::Mixed(by_kind) => &by_kind[kind as usize],
+        }
     }
 }
 

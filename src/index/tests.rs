@@ -149,6 +149,75 @@ fn sparse_verdicts_read_as_one_per_query() {
 }
 
 #[test]
+fn a_batch_that_starts_exact_is_matched_by_kind_wherever_its_other_kinds_are() {
+    // A batch whose first query is exact is first taken for one kind (no grouping pass);
+    // a query of any other kind, wherever it falls, must still be matched as itself, by
+    // lists of its kind or none, and a batch of one kind no list has must still miss.
+    let pdq = "e".repeat(64);
+    let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+    let sha = "ab".repeat(32);
+    let index = Index::build(vec![
+        set("m", 1, &[(HashKind::Md5, md5, "", "M")], 31),
+        set(
+            "s",
+            1,
+            &[
+                (HashKind::Sha256, &sha, "", "S"),
+                (HashKind::Pdq, &pdq, "", "P"),
+            ],
+            31,
+        ),
+    ])
+    .unwrap();
+    let q = |kind, hex: &str| Query {
+        hash: HashValue::parse(kind, hex).unwrap(),
+        quality: None,
+    };
+    let miss = |i: usize| q(HashKind::Md5, &format!("{i:032x}"));
+    for n in [1usize, 15, 16, 64, 65, 1000] {
+        for odd_at in [0, n / 2, n - 1] {
+            for odd in [
+                q(HashKind::Sha256, &sha),
+                q(HashKind::Pdq, &pdq),
+                q(HashKind::Sha1, &"0".repeat(40)),
+                q(HashKind::Md5, md5),
+            ] {
+                let mut queries: Vec<Query> = (0..n).map(miss).collect();
+                queries[odd_at] = odd;
+                queries[0] = if odd_at == 0 {
+                    odd
+                } else {
+                    q(HashKind::Md5, md5)
+                };
+                let batch = dense(&index, &queries);
+                let single: Vec<Verdict> = queries.iter().map(|q| index.match_one(q)).collect();
+                assert_eq!(
+                    batch,
+                    single,
+                    "{n} queries, {:?} at {odd_at}",
+                    odd.hash.kind()
+                );
+                let listed = odd.hash.kind() != HashKind::Sha1;
+                assert_eq!(batch[odd_at].verdict == Decision::Match, listed);
+            }
+        }
+    }
+    // No list holds SHA-1: a whole batch of it misses, as does its one SHA-256 stranger
+    // when no filter pass reads the batch.
+    let sha1: Vec<Query> = (0..100)
+        .map(|i| q(HashKind::Sha1, &format!("{i:040x}")))
+        .collect();
+    assert!(
+        dense(&index, &sha1)
+            .iter()
+            .all(|v| v.verdict == Decision::NoMatch)
+    );
+    let mut stranger = sha1.clone();
+    stranger[99] = q(HashKind::Sha256, &sha);
+    assert_eq!(dense(&index, &stranger)[99].matches[0].reference, "S");
+}
+
+#[test]
 fn batched_and_single_searches_agree() {
     // Random PDQ and pHash entries, some repeated under other references, and queries
     // planted 0..40 bits from them: a batch (searched together, `search_batch` in unit
