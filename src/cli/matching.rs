@@ -44,6 +44,12 @@ pub(crate) struct MatchArgs {
     /// Print {"entries","build_s","queries","query_s","qps"} to stderr after the run.
     #[arg(long, conflicts_with = "server")]
     stats: bool,
+    /// With --stats: match the whole input this many times and report the median run (as
+    /// the peers' benchmark times its own, `docs/benchmarks.md`), with every run's rate in
+    /// "runs"; verdicts are written once. Holds every query in memory.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "stats",
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
     /// Keep built indexes in DIR (created if missing) and memory-map them on the next run
     /// instead of rebuilding; each is checked against its own digest and the set.
     #[arg(long = "index-dir", value_name = "DIR", conflicts_with = "server")]
@@ -149,7 +155,13 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
     let (mut queries, mut matched, mut bad_lines) = (0usize, 0usize, 0usize);
     let mut query_s = 0.0f64;
     let (mut videos, mut video_s, mut video_matched) = (0usize, 0.0f64, false);
-    let mut flush = |batch: &mut Vec<Query>, out: &mut dyn Write| -> anyhow::Result<()> {
+    // With --repeat, what the first run matched, in order, to be matched again.
+    let mut kept: Vec<Matched> = Vec::new();
+    let keep = args.repeat > 1;
+    let mut flush = |batch: &mut Vec<Query>,
+                     out: &mut dyn Write,
+                     kept: &mut Vec<Matched>|
+     -> anyhow::Result<()> {
         let t = Instant::now();
         let verdicts = index.match_batch(batch, &MatchOptions::ALL).verdicts;
         query_s += t.elapsed().as_secs_f64();
@@ -159,6 +171,9 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
             out.write_all(b"\n")?;
         }
         queries += batch.len();
+        if keep && !batch.is_empty() {
+            kept.push(Matched::Hashes(batch.clone()));
+        }
         batch.clear();
         Ok(())
     };
@@ -170,7 +185,7 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
                 batch.extend(input.queries);
                 if let Some(frames) = input.video {
                     // In input order: the queries before it first, then the video's verdict.
-                    flush(&mut batch, &mut out)?;
+                    flush(&mut batch, &mut out, &mut kept)?;
                     perceptual = false;
                     let t = Instant::now();
                     let answer = index.match_video(&frames, &MatchOptions::ALL);
@@ -180,6 +195,9 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
                     let verdict = VideoVerdictOut::new(&answer, Some(frames.len()), Some);
                     serde_json::to_writer(&mut out, &verdict)?;
                     out.write_all(b"\n")?;
+                    if keep {
+                        kept.push(Matched::Video(frames));
+                    }
                 }
             }
             Err(e) => {
@@ -188,11 +206,11 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
             }
         }
         if batch.len() >= BATCH || (batch.len() >= EXACT_BATCH && !perceptual) {
-            flush(&mut batch, &mut out)?;
+            flush(&mut batch, &mut out, &mut kept)?;
             perceptual = false;
         }
     }
-    flush(&mut batch, &mut out)?;
+    flush(&mut batch, &mut out, &mut kept)?;
     let (queries, query_s, matched) = (
         queries + videos,
         query_s + video_s,
@@ -200,16 +218,40 @@ pub(crate) fn run(args: MatchArgs) -> anyhow::Result<Outcome> {
     );
     out.flush()?;
     if args.stats {
-        let stats = serde_json::json!({
+        let mut runs = vec![query_s];
+        for _ in 1..args.repeat {
+            let t = Instant::now();
+            for what in &kept {
+                match what {
+                    Matched::Hashes(batch) => drop(index.match_batch(batch, &MatchOptions::ALL)),
+                    Matched::Video(frames) => drop(index.match_video(frames, &MatchOptions::ALL)),
+                }
+            }
+            runs.push(t.elapsed().as_secs_f64());
+        }
+        let rate = |s: f64| if s > 0.0 { queries as f64 / s } else { 0.0 };
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        let mut stats = serde_json::json!({
             "entries": index.entries(),
             "build_s": build_s,
             "queries": queries,
-            "query_s": query_s,
-            "qps": if query_s > 0.0 { queries as f64 / query_s } else { 0.0 },
+            "query_s": median,
+            "qps": rate(median),
         });
+        if args.repeat > 1 {
+            stats["runs"] = runs.iter().map(|&s| rate(s)).collect();
+        }
         eprintln!("{stats}");
     }
     Ok(Outcome::of(bad_lines > 0, matched > 0))
+}
+
+/// What one step of an offline run matched, kept for `--repeat`.
+enum Matched {
+    Hashes(Vec<Query>),
+    Video(Vec<Frame>),
 }
 
 /// One line of `--server` output: the file a hash came from, and the server's verdict.

@@ -13,7 +13,7 @@
 use std::ops::Range;
 
 use super::column::Column;
-use crate::prefetch::prefetch;
+use crate::prefetch::{prefetch, prefetch_to};
 
 /// Sorted fixed-size keys with a radix directory. Equal keys (one hash under several
 /// references) are adjacent; a lookup returns the whole run.
@@ -312,6 +312,8 @@ impl ExactFilter {
             return Some(passed);
         }
         let count = words.len() as u32;
+        // A filter larger than L2 is read from farther out, 64 words at a time.
+        let into_l2 = crate::prefetch::far_into_l2();
         let blocks = n.div_ceil(FILTER_BLOCK);
         let block_ids = |b: usize| (b * FILTER_BLOCK..((b + 1) * FILTER_BLOCK).min(n)).map(&id_at);
         let mut keys = [0u64; FILTER_BLOCK];
@@ -332,7 +334,11 @@ impl ExactFilter {
             hash_block(&keys, count, block);
             for &at in &block.word {
                 if let Some(w) = words.get(at as usize) {
-                    prefetch(w);
+                    if into_l2 {
+                        prefetch_to::<false, _>(w);
+                    } else {
+                        prefetch(w);
+                    }
                 }
             }
             Some(())

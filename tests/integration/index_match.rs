@@ -148,6 +148,91 @@ fn match_cli_end_to_end_on_the_examples() {
     for field in ["build_s", "query_s", "qps"] {
         assert!(stats[field].as_f64().unwrap() >= 0.0);
     }
+    // --repeat matches the input again for the figures only: the same verdicts, written once,
+    // and one rate per run.
+    let again = run(&[
+        "match",
+        "--hashset",
+        alpha.to_str().unwrap(),
+        "--hashset",
+        beta.to_str().unwrap(),
+        "--public-key",
+        key.to_str().unwrap(),
+        "--stats",
+        "--repeat",
+        "3",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
+    assert_eq!(ndjson(&again.stdout), verdicts);
+    let stats: serde_json::Value =
+        serde_json::from_str(stderr(&again).lines().last().unwrap()).unwrap();
+    assert_eq!(stats["queries"], 49);
+    assert_eq!(stats["runs"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn long_inputs_of_exact_hashes_keep_their_order_across_batches() {
+    // All-exact input is matched in small batches, input with a perceptual hash in large
+    // ones: verdicts stay in input order across both, and every listed hash is found
+    // wherever it falls.
+    let ex = repo().join("hashsets-example");
+    let key = ex.join("example-only.pub");
+    let alpha = ex.join("alpha/alpha-1.hset");
+    // alpha-1 lists its entries' md5 and PDQ hashes in the CSV it is built from.
+    let csv = std::fs::read_to_string(ex.join("entries/alpha-1.csv")).unwrap();
+    let hash_of = |kind: &str| {
+        csv.lines()
+            .find_map(|l| l.strip_prefix(&format!("{kind},")))
+            .and_then(|rest| rest.split(',').next())
+            .unwrap()
+            .to_owned()
+    };
+    let (md5, pdq_line) = (hash_of("md5"), format!("pdq:{}", hash_of("pdq")));
+    let dir = tempfile::tempdir().unwrap();
+    let n = 20_000;
+    let hits = [0, 4_095, 4_096, 9_999, n - 1];
+    let mut text = String::new();
+    for i in 0..n {
+        if hits.contains(&i) {
+            text.push_str(&format!("md5:{md5}\n"));
+        } else if i == 15_000 {
+            text.push_str(&format!("{pdq_line}\n"));
+        } else {
+            text.push_str(&format!("md5:{i:032x}\n"));
+        }
+    }
+    let input = dir.path().join("long.txt");
+    std::fs::write(&input, &text).unwrap();
+    let out = run(&[
+        "match",
+        "--hashset",
+        alpha.to_str().unwrap(),
+        "--public-key",
+        key.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let verdicts = ndjson(&out.stdout);
+    assert_eq!(verdicts.len(), n);
+    for (i, v) in verdicts.iter().enumerate() {
+        let kind = if i == 15_000 { "pdq" } else { "md5" };
+        assert_eq!(v["query"]["kind"], kind, "line {}", i + 1);
+        if kind == "md5" {
+            let hash = if hits.contains(&i) {
+                md5.clone()
+            } else {
+                format!("{i:032x}")
+            };
+            assert_eq!(v["query"]["hash"], hash, "line {}", i + 1);
+            let expected = if hits.contains(&i) {
+                "match"
+            } else {
+                "no_match"
+            };
+            assert_eq!(v["verdict"], expected, "line {}", i + 1);
+        }
+    }
 }
 
 #[test]
