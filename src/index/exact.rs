@@ -176,8 +176,15 @@ impl ExactTable {
                 }
                 let p = prefix(k, self.bits);
                 let (lo, hi) = (directory[p], directory[p + 1]);
-                if let Some(first) = table.get(lo as usize * self.key_len) {
-                    prefetch(first);
+                // Every line of the run (about two keys: often two lines), the scan's reads.
+                let run = lo as usize * self.key_len..hi as usize * self.key_len;
+                for at in run
+                    .step_by(64)
+                    .chain((hi > lo).then(|| hi as usize * self.key_len - 1))
+                {
+                    if let Some(b) = table.get(at) {
+                        prefetch(b);
+                    }
                 }
                 (lo, hi)
             })
@@ -197,10 +204,19 @@ impl ExactTable {
 /// Finds the run of keys equal to `key` among positions `lo..hi` of `keys` (`len` bytes each).
 #[inline]
 fn scan(keys: &[u8], len: usize, key: &[u8], lo: usize, hi: usize) -> Range<usize> {
+    // Keys are compared by their first eight bytes first, as a number (big-endian, so its
+    // order is the bytes' order): almost every key of a run differs from the query there,
+    // and a whole-slice comparison is a call into the C library's `memcmp` for each.
+    let head = |k: &[u8]| k.first_chunk::<8>().map(|h| u64::from_be_bytes(*h));
+    let wanted = head(key);
     let mut i = lo;
     while i < hi {
         let k = &keys[i * len..(i + 1) * len];
-        match k.cmp(key) {
+        let order = match (head(k), wanted) {
+            (Some(a), Some(b)) if a != b => a.cmp(&b),
+            _ => k.cmp(key),
+        };
+        match order {
             std::cmp::Ordering::Less => i += 1,
             std::cmp::Ordering::Equal => {
                 let mut j = i + 1;
