@@ -34,8 +34,8 @@ pub(crate) fn prefetch_to<const L1: bool, T>(value: &T) {
 }
 
 /// Whether searches that prefetch far more lines than the fill buffers hold should prefetch
-/// into L2 ([`prefetch_to`] with `L1 = false`). Measured faster on an Intel Xeon (PDQ at 10 M
-/// +7%, `docs/index-design.md`, "Query at a time"); AMD's cores were measured with prefetches
+/// into L2 ([`prefetch_to`] with `L1 = false`). Measured faster on an Intel Xeon (PDQ and
+/// exact filters at 10 M, `docs/index-design.md`, "Query at a time", "Exact kinds"); AMD's cores were measured with prefetches
 /// into L1, and Zen 4 is reported to drop some L2 prefetches, so they keep those. Set
 /// `HASHSIEVE_PREFETCH_L2=1` or `0` to choose.
 pub(crate) fn far_into_l2() -> bool {

@@ -82,7 +82,7 @@ pub(crate) struct MatchArgs {
 /// Queries are read and matched this many at a time, so memory stays flat on any input size
 /// (~9 MB of queries; verdicts are held only for queries that are not a plain miss), in
 /// batches large enough for the perceptual searches to sort their reads and share them out
-/// over the threads (`docs/index-design.md`, "Batches").
+/// over the threads (`docs/index-design.md`, "Exact kinds": "Batches of one kind").
 const BATCH: usize = 262_144;
 
 /// A batch of exact queries only is matched at this size: lookups take nanoseconds, and most

@@ -328,7 +328,8 @@ impl ExactFilter {
             return Some(passed);
         }
         let count = words.len() as u32;
-        // A filter larger than L2 is read from farther out, 64 words at a time.
+        // Into L2 where the CPU's far prefetches go there (`far_into_l2`): the words of a large
+        // list's filter come from beyond L2 in any case, 128 of them in flight.
         let into_l2 = crate::prefetch::far_into_l2();
         let blocks = n.div_ceil(FILTER_BLOCK);
         let block_ids = |b: usize| (b * FILTER_BLOCK..((b + 1) * FILTER_BLOCK).min(n)).map(&id_at);

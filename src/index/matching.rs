@@ -22,7 +22,7 @@ impl Index {
     /// Large batches are split over the rayon pool in parts of at least [`PARALLEL_CHUNK`]
     /// queries when there is more than one thread and the work is worth the hand-off:
     /// perceptual searches (microseconds each) always are, exact lookups (about ten
-    /// nanoseconds each) only in very large batches (`docs/index-design.md`, "Batches").
+    /// nanoseconds each) only in very large batches (`docs/index-design.md`, "Exact kinds").
     pub fn match_batch(&self, queries: &[Query], options: &MatchOptions<'_>) -> Answers {
         let threads = rayon::current_num_threads();
         if queries.len() < PARALLEL_EXACT
