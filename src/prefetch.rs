@@ -1,7 +1,7 @@
 //! Software prefetch: the hot loops know which cache lines they will need a few iterations
 //! ahead (candidate codes, filter words) and ask for them early, so the misses of different
-//! queries overlap. Also the facts about the CPU's caches that the searches choose their
-//! strategy by (where to prefetch, when to batch). The `unsafe` block is the intrinsic call.
+//! queries overlap. Also where the searches prefetch to, and the CPU cache fact the PDQ search
+//! chooses whether to batch by. The `unsafe` block is the intrinsic call.
 
 use std::sync::OnceLock;
 
